@@ -1,0 +1,68 @@
+"""Options shared by every command that touches a node (--host, --rootfs, SSH)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from typing import Annotated
+
+HostOpt = Annotated[
+    Optional[List[str]],
+    typer.Option(
+        "--host",
+        help="Node to work on: lima:NAME (default lima:k8s), ssh://user@host[:port], or local. Repeat for several control-plane nodes.",
+        show_default=False,
+    ),
+]
+RootfsOpt = Annotated[
+    Optional[Path],
+    typer.Option("--rootfs", help="With --host local: treat DIR as the node's / (offline images, tests)."),
+]
+SshKeyOpt = Annotated[
+    Optional[Path], typer.Option("--ssh-key", help="Private key for ssh:// hosts (default: the SSH agent and ~/.ssh).")
+]
+AcceptNewHostKeyOpt = Annotated[
+    bool,
+    typer.Option("--ssh-accept-new-host-key", help="Record an unknown SSH host key in known_hosts instead of refusing."),
+]
+KnownHostsOpt = Annotated[
+    Optional[Path], typer.Option("--ssh-known-hosts", help="known_hosts file (default ~/.ssh/known_hosts).")
+]
+
+DEFAULT_HOST = "lima:k8s"
+
+
+@dataclass(frozen=True)
+class HostOptions:
+    hosts: tuple[str, ...]
+    rootfs: Optional[Path] = None
+    ssh_key: Optional[Path] = None
+    accept_new_host_key: bool = False
+    known_hosts: Optional[Path] = None
+
+    @classmethod
+    def build(
+        cls,
+        host: Optional[List[str]],
+        rootfs: Optional[Path] = None,
+        ssh_key: Optional[Path] = None,
+        accept_new_host_key: bool = False,
+        known_hosts: Optional[Path] = None,
+    ) -> "HostOptions":
+        hosts = tuple(host) if host else (("local",) if rootfs else (DEFAULT_HOST,))
+        return cls(hosts, rootfs, ssh_key, accept_new_host_key, known_hosts)
+
+    def open(self, spec: str):
+        """Open one host (a kaudit.hosts.base.Host)."""
+        from kaudit.hosts import open_host
+
+        return open_host(
+            spec,
+            rootfs=self.rootfs,
+            ssh_key=self.ssh_key,
+            accept_new_host_key=self.accept_new_host_key,
+            known_hosts=self.known_hosts,
+        )

@@ -1,0 +1,60 @@
+"""The CLI's conventions: exit codes, stdout vs stderr, units."""
+
+import subprocess
+import sys
+
+import pytest
+
+from kaudit.errors import UsageError
+from kaudit.units import format_duration, format_size, parse_duration, parse_size
+
+
+def test_version_goes_to_stdout(cli):
+    r = cli(["--version"])
+    assert r.code == 0
+    assert r.out.startswith("kaudit ")
+
+
+def test_unknown_command_is_usage_error(cli):
+    r = cli(["no-such-command"])
+    assert r.code == 2
+    assert r.out == ""
+    assert "no-such-command" in r.err
+
+
+def test_python_dash_m_runs():
+    cp = subprocess.run([sys.executable, "-m", "kaudit", "--help"], capture_output=True, text=True)
+    assert cp.returncode == 0
+    assert "kaudit" in cp.stdout
+
+
+@pytest.mark.parametrize(
+    "text,seconds", [("500ms", 0.5), ("30s", 30), ("5m", 300), ("1h30m", 5400), ("2", 2.0), ("1.5s", 1.5)]
+)
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("bad", ["", "5x", "m5", "1h 30m", "-1s"])
+def test_parse_duration_rejects(bad):
+    with pytest.raises(UsageError) as e:
+        parse_duration(bad, field="--timeout")
+    assert "--timeout" in str(e.value)
+
+
+@pytest.mark.parametrize("text,n", [("256KiB", 262144), ("1MiB", 1048576), ("100", 100), ("1kb", 1000)])
+def test_parse_size(text, n):
+    assert parse_size(text) == n
+
+
+def test_parse_size_rejects():
+    with pytest.raises(UsageError):
+        parse_size("12 parsecs")
+
+
+def test_format_round_trip():
+    assert format_size(262144) == "256KiB"
+    assert format_size(1048576) == "1MiB"
+    assert format_duration(0.5) == "500ms"
+    assert format_duration(300) == "5m"
+    assert format_duration(90) == "1m30s"
