@@ -12,6 +12,9 @@ REPO = TESTS.parent
 DATA = TESTS / "data"
 DOUBLES = TESTS / "doubles"
 
+# the real-sshd fixture `sshd` (tests/sshd.py), shared by the SSH host and verify tests
+pytest_plugins = ["sshd"]
+
 
 @dataclass
 class CliResult:
