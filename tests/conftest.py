@@ -12,8 +12,8 @@ REPO = TESTS.parent
 DATA = TESTS / "data"
 DOUBLES = TESTS / "doubles"
 
-# the real-sshd fixture `sshd` (tests/sshd.py), shared by the SSH host and verify tests
-pytest_plugins = ["sshd"]
+# fixtures `sshd` (a real loopback sshd, tests/sshd.py) and `fake_lima` (the limactl double, tests/fakelima.py)
+pytest_plugins = ["sshd", "fakelima"]
 
 
 @dataclass
