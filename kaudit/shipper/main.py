@@ -1,0 +1,192 @@
+"""Command line of the shipper: ``python -m kaudit.shipper`` and ``kaudit ship``.
+
+Exit codes: 0 done (or stopped by SIGTERM/SIGINT after flushing), 1 error, 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import socket
+import sys
+import time
+
+from kaudit.shipper import fields as F
+
+EXAMPLE = """\
+example:
+  kaudit ship --path /var/log/kubernetes/audit/audit.log --loki-url http://loki:3100
+  python -m kaudit.shipper --path audit.log --loki-url http://127.0.0.1:3100 --once --start-at beginning
+"""
+
+_DUR = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_SIZE = {"": 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1 << 20, "mb": 1000**2, "mib": 1 << 20}
+
+
+def duration(text: str) -> float:
+    """'1s', '500ms', '1m30s' or a bare number of seconds."""
+    s = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", s):
+        return float(s)
+    pos, total = 0, 0.0
+    for m in _DUR.finditer(s):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+        pos = m.end()
+    if not s or pos != len(s):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (write 500ms, 1s, 5m)")
+    return total
+
+
+def size(text: str) -> int:
+    """'256KiB', '1MiB', '1000' bytes."""
+    m = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", text)
+    if not m or m.group(2).lower() not in _SIZE:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (write 256KiB, 1MiB or bytes)")
+    return int(m.group(1)) * _SIZE[m.group(2).lower()]
+
+
+def label(text: str) -> tuple[str, str]:
+    k, sep, v = text.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
+        raise argparse.ArgumentTypeError(f"{text!r} is not k=v with a Loki label name (letters, digits, _)")
+    return k, v
+
+
+def build_parser(prog: str = "kaudit ship") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Tail the kube-apiserver audit log across rotations and push it to Loki: "
+        "batched, retried, positions saved after each acknowledged push.",
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--path", action="append", required=True, metavar="FILE",
+                   help="the active audit log file (repeatable); rotated backups next to it are found by inode")
+    p.add_argument("--loki-url", required=True, metavar="URL",
+                   help="Loki's base URL (http://loki:3100) or the full push URL")
+    p.add_argument("--positions", default="/var/lib/kaudit/positions.json", metavar="FILE",
+                   help="where device, inode and acknowledged offset are saved (default: %(default)s)")
+    p.add_argument("--label", action="append", type=label, default=[], metavar="K=V", help="static label (repeatable)")
+    p.add_argument("--node", default=None, help="value of the node label (default: $NODE_NAME, else the host name)")
+    p.add_argument("--dynamic-labels", default=",".join(F.DEFAULT_LABELS), metavar="A,B",
+                   help=f"bounded event fields used as labels (default: %(default)s; allowed: {', '.join(sorted(F.ALLOWED_LABELS))}; "
+                   "empty for none)")
+    p.add_argument("--tenant", help="X-Scope-OrgID header (multi-tenant Loki)")
+    p.add_argument("--basic-auth-user")
+    p.add_argument("--basic-auth-password-file", metavar="FILE")
+    p.add_argument("--bearer-token-file", metavar="FILE", help="re-read when it changes (rotated tokens)")
+    p.add_argument("--ca-file", metavar="FILE", help="CA bundle for an https Loki")
+    p.add_argument("--insecure-skip-verify", action="store_true", help="do not verify Loki's TLS certificate")
+    p.add_argument("--batch-wait", type=duration, default=1.0, metavar="DUR", help="longest wait before a push (default: 1s)")
+    p.add_argument("--batch-bytes", type=size, default=1 << 20, metavar="SIZE", help="push when a batch reaches this size (default: 1MiB)")
+    p.add_argument("--max-line-bytes", type=size, default=256 * 1024, metavar="SIZE",
+                   help="longer events lose requestObject/responseObject, then are cut (default: 256KiB, Loki 3's limit)")
+    p.add_argument("--structured-metadata", choices=("auto", "on", "off"), default="auto",
+                   help="auto: only when Loki's buildinfo says 3.x or later (Loki 2.x refuses it); default: auto")
+    p.add_argument("--start-at", choices=("beginning", "end"), default="beginning",
+                   help="where to start a file that has no saved position (default: beginning)")
+    p.add_argument("--once", action="store_true", help="ship to the end of the file(s) and exit (backfills, tests, benchmarks)")
+    p.add_argument("--metrics-addr", metavar="HOST:PORT", help="serve Prometheus text on http://HOST:PORT/metrics")
+    p.add_argument("--gzip", type=int, default=0, choices=range(0, 10), metavar="LEVEL",
+                   help="gzip push bodies at this level (1-9; default 0 = off: costs CPU, saves bandwidth)")
+    p.add_argument("--timeout", type=duration, default=10.0, metavar="DUR", help="HTTP timeout per push (default: 10s)")
+    p.add_argument("--backoff-min", type=duration, default=0.5, metavar="DUR", help="first retry delay (default: 500ms)")
+    p.add_argument("--backoff-max", type=duration, default=300.0, metavar="DUR", help="longest retry delay (default: 5m)")
+    p.add_argument("--max-retries", type=int, default=0, metavar="N",
+                   help="give up (exit 1, positions kept) after N failed attempts; default 0 = retry for ever, the file is the buffer")
+    p.add_argument("--shutdown-timeout", type=duration, default=10.0, metavar="DUR",
+                   help="on SIGTERM, how long to keep trying to flush the current batch (default: 10s)")
+    p.add_argument("--poll-interval", type=duration, default=0.05, metavar="DUR", help=argparse.SUPPRESS)
+    p.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+    return p
+
+
+def _err(message: str, hint: str | None = None) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None, prog: str = "kaudit ship") -> int:
+    parser = build_parser(prog)
+    try:
+        a = parser.parse_args(argv)
+    except SystemExit as e:  # argparse: 0 for --help, 2 for usage errors
+        return int(e.code or 0)
+
+    from kaudit.shipper.client import ConfigError, LokiClient
+    from kaudit.shipper.metrics import Metrics
+    from kaudit.shipper.payload import Encoder
+    from kaudit.shipper.pipeline import Options, ShipError, Shipper, stats_line
+    from kaudit.shipper.positions import Positions, PositionsError
+    from kaudit.shipper.tail import Follower
+
+    dynamic = tuple(x.strip() for x in a.dynamic_labels.split(",") if x.strip())
+    node = a.node or os.environ.get("NODE_NAME") or socket.gethostname()
+    static = {F.JOB_LABEL: F.DEFAULT_JOB, F.NODE_LABEL: node}
+    for k, v in a.label:
+        if k in F.HIGH_CARDINALITY:
+            _err(f"--label {k}={v}: {k!r} names a high-cardinality field", "use another label name")
+            return 2
+        static[k] = v
+    try:
+        encoder = Encoder(labels=dynamic, static=static, max_line_bytes=a.max_line_bytes)
+    except ValueError as e:
+        _err(f"--dynamic-labels: {e}", f"the default is {','.join(F.DEFAULT_LABELS)}")
+        return 2
+    if a.max_line_bytes < 1024:
+        _err(f"--max-line-bytes {a.max_line_bytes} is too small", "use at least 1KiB; Loki 3's default limit is 256KiB")
+        return 2
+    if a.basic_auth_password_file and a.basic_auth_user is None:
+        _err("--basic-auth-password-file needs --basic-auth-user")
+        return 2
+    try:
+        client = LokiClient(
+            a.loki_url, tenant=a.tenant, basic_auth_user=a.basic_auth_user,
+            basic_auth_password_file=a.basic_auth_password_file, bearer_token_file=a.bearer_token_file,
+            ca_file=a.ca_file, insecure_skip_verify=a.insecure_skip_verify, timeout=a.timeout, gzip_level=a.gzip,
+        )
+        positions = Positions(a.positions).load()
+    except (ConfigError, PositionsError) as e:
+        _err(str(e), "check the option's value")
+        return 2 if isinstance(e, ConfigError) else 1
+
+    log = (lambda msg: None) if a.quiet else (lambda msg: print(f"kaudit-shipper: {msg}", file=sys.stderr, flush=True))
+    metrics = Metrics()
+    if a.metrics_addr:
+        try:
+            metrics.serve(a.metrics_addr)
+        except (OSError, ValueError) as e:
+            _err(f"--metrics-addr {a.metrics_addr}: {e}", "choose a free HOST:PORT such as :9400")
+            return 2
+    opts = Options(
+        batch_wait=a.batch_wait, batch_bytes=a.batch_bytes, structured_metadata=a.structured_metadata, once=a.once,
+        poll_interval=a.poll_interval, backoff_min=a.backoff_min, backoff_max=a.backoff_max,
+        max_retries=a.max_retries, shutdown_timeout=a.shutdown_timeout,
+    )
+    followers = [Follower(p, start_at=a.start_at) for p in a.path]
+    shipper = Shipper(followers, encoder, client, positions, opts, metrics=metrics, log=log)
+    signal.signal(signal.SIGTERM, shipper.request_stop)
+    signal.signal(signal.SIGINT, shipper.request_stop)
+    t0 = time.monotonic()
+    try:
+        shipper.run()
+    except ShipError as e:
+        _err(str(e), "check that Loki is up and reachable, then run again: nothing was lost, positions were kept")
+        return 1
+    except PositionsError as e:
+        _err(str(e), "make the positions file's directory writable, or choose another with --positions")
+        return 1
+    except OSError as e:
+        _err(f"{e.filename or ''}: {e.strerror or e}", "check that the audit log is readable (root-owned, mode 0600)")
+        return 1
+    log(stats_line(metrics, encoder, time.monotonic() - t0))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(prog="python -m kaudit.shipper"))
