@@ -1,0 +1,67 @@
+"""The `vm` phase of `kaudit up`: create or start the Lima VM behind --host lima:NAME.
+
+Only Lima hosts have a VM to manage; for ssh:// and local nodes the phase is
+skipped. It reads and plans first (limactl --version, limactl list --json), so
+--dry-run reports exactly the limactl command it would run and starts nothing.
+"""
+
+from __future__ import annotations
+
+from kaudit.workflow import Outcome, UpContext
+
+
+def run(ctx: UpContext) -> Outcome:
+    from kaudit.hosts.lima import LimaHost
+    from kaudit.lima import Lima, kubeconfig_message
+
+    node = ctx.node
+    if not isinstance(node, LimaHost):
+        return Outcome.skipped("not a Lima host")
+    opts = ctx.options
+    lima = Lima(ctx.local, limactl=node.limactl)
+    version = lima.version()
+    ctx.ui.detail(f"[vm] Lima {version}")
+    inst, plan = lima.plan(
+        node.instance,
+        template=getattr(opts, "lima_template", None) or "k8s",
+        cpus=getattr(opts, "lima_cpus", None),
+        memory=getattr(opts, "lima_memory", None),
+        disk=getattr(opts, "lima_disk", None),
+    )
+    if inst is not None and any(getattr(opts, f, None) is not None for f in ("lima_cpus", "lima_memory", "lima_disk")):
+        ctx.ui.warn(f"VM {node.instance} exists ({inst.summary()}); --lima-cpus/--lima-memory/--lima-disk apply only when kaudit creates it")
+
+    if ctx.dry_run:
+        if plan.action == "none":
+            _note_kubeconfig(ctx, inst)
+            return Outcome.unchanged(plan.reason)
+        from kaudit.hosts.base import display_command
+
+        return Outcome.planned(f"{plan.reason}; would run: {display_command(list(plan.argv))}")
+
+    if plan.action == "none":
+        _note_kubeconfig(ctx, inst)
+        return Outcome.unchanged(plan.reason)
+
+    verb = "Creating" if plan.action == "create" else "Starting"
+    with ctx.ui.step(f"{verb} Lima VM {node.instance} (limactl start, up to 10m)"):
+        inst = lima.ensure(node.instance, plan)
+    _note_kubeconfig(ctx, inst)
+    done = "created" if plan.action == "create" else "started"
+    msg = f"VM {node.instance} {done} ({inst.summary()})"
+    if ctx.kubeconfig is not None:
+        ctx.ui.info(kubeconfig_message(ctx.kubeconfig))
+    return Outcome.changed(msg)
+
+
+def _note_kubeconfig(ctx: UpContext, inst) -> None:
+    """Point later phases (and the user) at the kubeconfig the k8s template copies out."""
+    path = inst.kubeconfig
+    if path.is_file():
+        ctx.kubeconfig = path
+        ctx.facts["kubeconfig"] = str(path)
+    else:
+        ctx.ui.warn(
+            f"no kubeconfig at {path} (the template's copyToHost did not run); "
+            f"kubectl through the VM still works: limactl shell {inst.name} sudo kubectl get nodes"
+        )
