@@ -1,0 +1,65 @@
+"""The `verify` phase of `kaudit up`: the same checks as `kaudit verify`, on the node up just configured.
+
+Options are read with getattr from ctx.options (the `up` command's settings), so
+the phase works with whatever subset `up` offers; the Loki URL comes from
+--loki-url or from the stack phase (ctx.facts["loki_url"]), else verify
+port-forwards to svc/loki itself.
+"""
+
+from __future__ import annotations
+
+from kaudit.errors import ExitCode, KauditError
+from kaudit.workflow import Outcome, UpContext
+
+
+def _spec(opts):
+    spec = getattr(opts, "spec", None) or getattr(opts, "audit_spec", None)
+    if spec is not None:
+        return spec
+    from kaudit.core.manifest import AuditSpec
+
+    return AuditSpec()
+
+
+def run(ctx: UpContext) -> Outcome:
+    from kaudit.units import format_duration, parse_duration
+    from kaudit.verify.checks import FAIL, Node, Settings
+
+    opts = ctx.options
+    loki_url = getattr(opts, "loki_url", None) or ctx.facts.get("loki_url")
+    collector = getattr(opts, "collector", None) or "auto"
+    if hasattr(collector, "value"):
+        collector = collector.value
+    timeout = getattr(opts, "verify_timeout", None) or getattr(opts, "timeout", None) or 60.0
+    if isinstance(timeout, str):
+        timeout = parse_duration(timeout, field="--verify-timeout")
+    settings = Settings(
+        spec=_spec(opts),
+        policy_profile=getattr(opts, "policy_profile", None),
+        policy_file=getattr(opts, "policy_file", None),
+        audit_log=getattr(opts, "audit_log", None),
+        kubeconfig=ctx.kubeconfig or getattr(opts, "kubeconfig", None),
+        loki_url=loki_url,
+        loki_tenant=getattr(opts, "loki_tenant", None),
+        collector=collector,
+        timeout=float(timeout),
+    )
+    if ctx.dry_run:
+        where = loki_url or "a port-forward to svc/loki"
+        return Outcome.planned(f"would run the 9 verify checks on {ctx.node.name} against {where}")
+
+    from kaudit.verify import session
+
+    node = Node(ctx.node.name, lambda: ctx.node, host=ctx.node, owned=False)
+    results, doc = session.verify(settings, [node], ui=ctx.ui, stream=ctx.ui.stream, facts=ctx.facts)
+    failed = [r for r in results if r.status == FAIL]
+    if failed:
+        first = failed[0]
+        raise KauditError(
+            f"verify failed: {', '.join(r.name for r in failed)} ({first.name}: {first.detail})",
+            first.hint or "run kaudit verify for the full report",
+            exit_code=ExitCode.VERIFY_FAILED,
+        )
+    if doc.get("loki_url"):
+        ctx.facts.setdefault("verified_loki_url", doc["loki_url"])
+    return Outcome.unchanged(f"all checks passed in {format_duration(doc['elapsed_s'])}")
