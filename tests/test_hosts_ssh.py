@@ -231,3 +231,16 @@ def test_open_host_parses_ssh_urls(sshd):
 def test_bad_ssh_urls_are_usage_errors(spec):
     with pytest.raises(UsageError):
         open_host(spec)
+
+
+def test_a_port_that_is_not_sshd_times_out_in_one_line(capfd):
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        host = SshHost("127.0.0.1", user="root", port=port, connect_timeout=0.5, known_hosts="/nonexistent/known_hosts")
+        with pytest.raises(KauditError) as e:
+            host.run(["true"])
+    assert f"no SSH handshake from 127.0.0.1:{port} within 0.5s" in str(e.value)
+    assert "\n" not in str(e.value)
+    assert capfd.readouterr().err == ""  # paramiko's own log lines stay quiet

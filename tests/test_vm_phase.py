@@ -114,3 +114,13 @@ def test_other_hosts_skip_the_phase(fake_lima, tmp_path):
     outcome = run_phase(VM, context(LocalHost(tmp_path))[0])
     assert outcome.status == Status.SKIPPED and outcome.message == "not a Lima host"
     assert fake_lima.calls == []
+
+
+def test_a_kubeconfig_the_user_chose_wins(fake_lima, tmp_path):
+    fake_lima.add("k8s")
+    ctx, _ = context()
+    mine = tmp_path / "my-kubeconfig"
+    ctx.kubeconfig = mine
+    run_phase(VM, ctx)
+    assert ctx.kubeconfig == mine
+    assert ctx.facts["lima_kubeconfig"] == str(fake_lima.home / "k8s/copied-from-guest/kubeconfig.yaml")

@@ -13,6 +13,7 @@ refused.
 
 from __future__ import annotations
 
+import logging
 import os
 import posixpath
 import secrets
@@ -27,6 +28,10 @@ import paramiko
 
 from kaudit.errors import KauditError
 from kaudit.hosts.base import Host, Result, shell_join
+
+# paramiko logs transport failures from its own thread; without a handler Python
+# would print them to stderr beside kaudit's one-line error
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 DEFAULT_PORT = 22
 CONNECT_TIMEOUT = 15.0
@@ -192,7 +197,14 @@ class SshHost(Host):
             ) from None
         except paramiko.SSHException as e:
             client.close()
-            raise KauditError(f"{self.name}: SSH error: {e}", f"try: ssh -v -p {self.port} {self.user}@{self.hostname} true") from None
+            text = str(e)
+            if "banner" in text or "No existing session" in text:
+                # the port answered but no SSH server spoke (or the transport died before auth)
+                raise KauditError(
+                    f"{self.name}: no SSH handshake from {target} within {self.connect_timeout:g}s ({text})",
+                    f"check that port {self.port} on the node is sshd: ssh -v -p {self.port} {self.user}@{self.hostname} true",
+                ) from None
+            raise KauditError(f"{self.name}: SSH error: {text}", f"try: ssh -v -p {self.port} {self.user}@{self.hostname} true") from None
         except OSError as e:
             client.close()
             raise KauditError(

@@ -45,21 +45,45 @@ def run(ctx: UpContext) -> Outcome:
 
     verb = "Creating" if plan.action == "create" else "Starting"
     with ctx.ui.step(f"{verb} Lima VM {node.instance} (limactl start, up to 10m)"):
-        inst = lima.ensure(node.instance, plan)
+        inst = _while_ticking(ctx, lambda: lima.ensure(node.instance, plan))
     _note_kubeconfig(ctx, inst)
     done = "created" if plan.action == "create" else "started"
     msg = f"VM {node.instance} {done} ({inst.summary()})"
-    if ctx.kubeconfig is not None:
-        ctx.ui.info(kubeconfig_message(ctx.kubeconfig))
+    if "lima_kubeconfig" in ctx.facts:
+        ctx.ui.info(kubeconfig_message(ctx.facts["lima_kubeconfig"]))
     return Outcome.changed(msg)
 
 
+def _while_ticking(ctx: UpContext, fn):
+    """Run fn in a thread so the terminal's status line keeps its elapsed time current."""
+    import threading
+
+    box: dict = {}
+
+    def work() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # re-raised in the caller's thread
+            box["error"] = e
+
+    t = threading.Thread(target=work, name="limactl-start", daemon=True)
+    t.start()
+    while t.is_alive():
+        t.join(1.0)
+        ctx.ui.tick()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
 def _note_kubeconfig(ctx: UpContext, inst) -> None:
-    """Point later phases (and the user) at the kubeconfig the k8s template copies out."""
+    """Point later phases (and the user) at the kubeconfig the k8s template copies out.
+    A kubeconfig the user chose (ctx.kubeconfig already set) wins."""
     path = inst.kubeconfig
     if path.is_file():
-        ctx.kubeconfig = path
-        ctx.facts["kubeconfig"] = str(path)
+        ctx.facts["lima_kubeconfig"] = str(path)
+        if ctx.kubeconfig is None:
+            ctx.kubeconfig = path
     else:
         ctx.ui.warn(
             f"no kubeconfig at {path} (the template's copyToHost did not run); "
