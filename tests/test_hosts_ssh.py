@@ -244,3 +244,37 @@ def test_a_port_that_is_not_sshd_times_out_in_one_line(capfd):
     assert f"no SSH handshake from 127.0.0.1:{port} within 0.5s" in str(e.value)
     assert "\n" not in str(e.value)
     assert capfd.readouterr().err == ""  # paramiko's own log lines stay quiet
+
+
+def test_hashed_known_hosts_entries_are_honoured(sshd, tmp_path):
+    import shutil
+    import subprocess
+
+    known = tmp_path / "known_hosts"
+    shutil.copy(sshd.known_hosts_path, known)
+    subprocess.run(["ssh-keygen", "-q", "-H", "-f", str(known)], check=True, capture_output=True)
+    assert known.read_text().startswith("|1|")  # as with HashKnownHosts yes (Debian/Ubuntu default)
+    with sshd.host(known_hosts=known) as h:
+        assert h.run(["true"]).ok
+
+
+def test_key_from_the_ssh_agent(sshd, tmp_path, monkeypatch):
+    import os
+    import subprocess
+
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if sock.exists():
+                break
+            subprocess.run(["sleep", "0.05"])
+        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+        subprocess.run(["ssh-add", "-q", str(sshd.key_path)], env=env, check=True, capture_output=True)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh keys to fall back on
+        with sshd.host(key_path=None) as h:
+            assert h.run(["echo", "via agent"]).out == "via agent\n"
+    finally:
+        agent.terminate()
+        agent.wait(timeout=5)

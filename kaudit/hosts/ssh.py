@@ -83,6 +83,8 @@ class SshHost(Host):
         self.port = port
         self.key_path = Path(key_path).expanduser() if key_path else None
         self.known_hosts = Path(known_hosts).expanduser() if known_hosts else Path("~/.ssh/known_hosts").expanduser()
+        #: the system-wide list is read too (never written) unless a file was given
+        self.system_known_hosts = None if known_hosts else Path("/etc/ssh/ssh_known_hosts")
         self.accept_new_host_key = accept_new_host_key
         self.connect_timeout = connect_timeout
         self.name = f"ssh://{user}@{hostname}" + (f":{port}" if port != DEFAULT_PORT else "")
@@ -135,6 +137,11 @@ class SshHost(Host):
             return self._client
         pkey = self._load_key()
         client = paramiko.SSHClient()
+        if self.system_known_hosts is not None and self.system_known_hosts.is_file():
+            try:
+                client.load_system_host_keys(str(self.system_known_hosts))
+            except (OSError, paramiko.SSHException):
+                pass  # unreadable system list: the user's own file still decides
         if self.known_hosts.exists():
             try:
                 client.load_host_keys(str(self.known_hosts))
@@ -211,6 +218,8 @@ class SshHost(Host):
                 f"{self.name}: cannot connect to {target}: {e.strerror or e}",
                 "check the host, the port and your network",
             ) from None
+        # keep NAT and firewalls from dropping the connection during long waits
+        client.get_transport().set_keepalive(30)
         self._client = client
         return client
 
