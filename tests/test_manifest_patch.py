@@ -358,8 +358,14 @@ def test_manifest_diff():
             "  volumes:\n  - name: audit\n    emptyDir: {}\n",
             r"^m\.yaml:7:5: spec\.volumes\[0\] \(audit\) is not a hostPath volume",
         ),
+        (
+            "kind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    command:\n    - kube-apiserver\n"
+            "    - --audit-log-path\n    - /var/log/a.log\n",
+            r"^m\.yaml:7:7: spec\.containers\[0\]\.command\[1\]: --audit-log-path has its value in the next list item",
+        ),
     ],
-    ids=["yaml", "tab", "two-docs", "empty", "list", "deployment", "no-apiserver", "no-command", "dup-flag", "not-hostpath"],
+    ids=["yaml", "tab", "two-docs", "empty", "list", "deployment", "no-apiserver", "no-command", "dup-flag", "not-hostpath",
+         "separate-value"],
 )
 def test_bad_input_names_the_problem_and_where(text, message):
     with pytest.raises(ManifestError) as e:

@@ -188,8 +188,9 @@ def _str(node) -> Optional[str]:
 
 
 def _end(node) -> int:
-    """Index just past the last character that belongs to node."""
-    if node.flow_style if not _is_scalar(node) else True:
+    """Index just past the last character that belongs to node. A block collection's
+    own end mark lies at the next token (maybe lines further on), so use its last leaf."""
+    if _is_scalar(node) or node.flow_style or not node.value:
         return node.end_mark.index
     last = node.value[-1]
     return _end(last[1] if isinstance(last, tuple) else last)
@@ -312,6 +313,13 @@ class _Manifest:
                     continue
                 name, eq, value = s[2:].partition("=")
                 if not eq:
+                    following = _str(seq.value[i + 1]) if i + 1 < len(seq.value) else None
+                    if name.startswith("audit-") and following is not None and not following.startswith("-"):
+                        raise ManifestError(
+                            f"{self.where(item)}: {self.cpath}.{key}[{i}]: --{name} has its value in the next "
+                            "list item; kaudit edits flags written as --name=value",
+                            f"write it as --{name}={following}",
+                        )
                     value = "true"
                 found.append((key, seq, i, name, value))
         return found
@@ -341,19 +349,19 @@ class _Manifest:
                 return prev
         raise ManifestError(f"{self.where(item)}: list item laid out in a way kaudit does not edit")
 
-    def item_prefix(self, seq, parent_key_node) -> str:
-        """'    - ' as used by the items of seq (or by the document's other lists)."""
+    def item_prefix(self, seq, key_column: int) -> str:
+        """'    - ' as used by the items of seq, or for a new list under a key at key_column,
+        indented the way the document's containers: list is."""
         for item in seq.value if seq is not None else ():
             start = item.start_mark.index
             prefix = self.text[self.line_start(start) : start]
             if re.fullmatch(r"[ \t]*-[ \t]+", prefix):
                 return prefix
-        # A new list: indent its dashes as the document's containers: list is indented.
         containers_key, containers = _get(self.spec, "containers")
         offset = 0
         if not containers.flow_style and containers.value:
             offset = max(containers.value[0].start_mark.column - 2 - containers_key.start_mark.column, 0)
-        return " " * (parent_key_node.start_mark.column + offset) + "- "
+        return " " * (key_column + offset) + "- "
 
     def before_comments(self, line_start: int, floor: int) -> int:
         """Move an insertion point up over the comment lines directly above it, so a new
@@ -410,8 +418,6 @@ class _Manifest:
         groups: dict[Optional[int], list] = {}
         for n in new:
             before = next((i for i, k in run if k > n[0]), None)
-            if before is None and not run and seq.value:
-                before = None  # no sortable items: append after the last item
             groups.setdefault(before, []).append(n)
         after_index = run[-1][0] if run else len(seq.value) - 1
         if seq.flow_style:
@@ -425,7 +431,7 @@ class _Manifest:
                     pos = _end(seq.value[after_index])
                     self._add(pos, pos, "".join(", " + n[2] for n in items))
             return
-        prefix = self.item_prefix(seq, parent_key_node)
+        prefix = self.item_prefix(seq, parent_key_node.start_mark.column)
         pad = " " * len(prefix)
         for before, items in groups.items():
             text = "".join(
@@ -630,8 +636,7 @@ class _Manifest:
             self.insert_sorted(seq, _name_key, new, key_node, self.line_end(key_node.end_mark.index))
             return
         # No such list yet: add the key with the items under it, kubeadm style.
-        fake_key = type("K", (), {"start_mark": mapping.start_mark})
-        prefix = self.item_prefix(None, fake_key)
+        prefix = self.item_prefix(None, mapping.start_mark.column)
         pad = " " * len(prefix)
         lines = []
         for _, item_lines, _ in sorted(new, key=lambda n: n[0]):
