@@ -15,7 +15,9 @@ FORMAT_HELP = (
 def render_promtail(
     ctx: typer.Context,
     format: str = typer.Option("scrape-config", "--format", "-f", help=FORMAT_HELP),
-    log_path: str = typer.Option("/var/log/kubernetes/audit/audit.log", "--log-path", help="The exact active audit log file (never a glob)."),
+    log_path: Optional[str] = typer.Option(
+        None, "--log-path", help="The exact active audit log file, never a glob (default: the path `kaudit up` configures)."
+    ),
     loki_url: str = typer.Option("http://loki.kaudit.svc:3100", "--loki-url", help="Loki base URL or push URL; the config always gets the push URL."),
     job: str = typer.Option("kubernetes-audit", "--job", help="Value of the job label."),
     labels: Optional[str] = typer.Option(None, "--labels", help="Extra static labels: k=v,k2=v2."),
@@ -44,7 +46,7 @@ def render_promtail(
         raise UsageError("--nest-under-promtail applies only to --format helm-values")
     dyn = tuple(x.strip() for x in dynamic_labels.split(",") if x.strip()) if dynamic_labels else fields.DEFAULT_LABELS
     settings = render.CollectorSettings(
-        log_path=log_path,
+        log_path=log_path or render.DEFAULT_LOG_PATH,
         loki_url=loki_url,
         job=job,
         labels=render.parse_label_pairs(labels),

@@ -16,14 +16,15 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Optional
 
+from kaudit.core.manifest import AuditSpec
 from kaudit.errors import KauditError, UsageError
 from kaudit.shipper import fields as F
 
 FORMATS: tuple[str, ...] = ("scrape-config", "promtail-config", "helm-values", "alloy")
 STYLES: tuple[str, ...] = ("dotted", "seed")
 
-#: where kubeadm-style setups (and kaudit's apiserver phase) write the audit log
-DEFAULT_LOG_PATH = "/var/log/kubernetes/audit/audit.log"
+#: where kaudit's apiserver phase makes kube-apiserver write the audit log
+DEFAULT_LOG_PATH: str = AuditSpec.log_path
 DEFAULT_LOKI_URL = "http://loki.kaudit.svc:3100"
 PUSH_PATH = "/loki/api/v1/push"
 #: how Promtail/Alloy name the node when --node is not given: the charts set
@@ -134,7 +135,9 @@ class Pipeline:
     json_stages: tuple[JsonStage, ...]
     labels: tuple[str, ...]
     structured_metadata: tuple[str, ...]
-    timestamp_source: str
+    #: timestamp stages in the order they run: the fallback first, the preferred last,
+    #: because a stage whose source is missing leaves the timestamp as it was
+    timestamp_sources: tuple[str, ...]
     timestamp_format: str
     drop_labels: tuple[str, ...]
     push_url: str
@@ -149,13 +152,23 @@ class Pipeline:
         return (F.JOB_LABEL, F.NODE_LABEL, *(k for k, _ in self.static_labels), *self.labels)
 
 
+def _snake(key: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+
+
+def timestamp_fields() -> tuple[F.Field, ...]:
+    """The fields carrying the timestamp, preferred first (stageTimestamp, then
+    requestReceivedTimestamp); those fields.py does not extract anyway get a snake_case name."""
+    out = []
+    for key in F.TIMESTAMP_FIELDS:
+        known = [f for f in F.FIELDS if f.path == (key,)]
+        out.append(known[0] if known else F.Field(_snake(key), (key,)))
+    return tuple(out)
+
+
 def timestamp_field() -> F.Field:
     """The extracted field carrying the preferred timestamp (stageTimestamp)."""
-    wanted = (F.TIMESTAMP_FIELDS[0],)
-    for f in F.FIELDS:
-        if f.path == wanted:
-            return f
-    raise AssertionError(f"fields.py has no field for {wanted[0]}")
+    return timestamp_fields()[0]
 
 
 def _seed_stages(fields: Iterable[F.Field]) -> tuple[JsonStage, ...]:
@@ -180,10 +193,12 @@ def _seed_stages(fields: Iterable[F.Field]) -> tuple[JsonStage, ...]:
 
 def build_pipeline(settings: CollectorSettings) -> Pipeline:
     s = settings.checked()
+    ts_fields = timestamp_fields()
+    extract = F.FIELDS + tuple(f for f in ts_fields if f not in F.FIELDS)
     if s.style == "seed":
-        stages = _seed_stages(F.FIELDS)
+        stages = _seed_stages(extract)
     else:
-        stages = (JsonStage(tuple((f.name, f.dotted) for f in F.FIELDS)),)
+        stages = (JsonStage(tuple((f.name, f.dotted) for f in extract)),)
     labels = tuple(s.dynamic_labels)
     sm = tuple(n for n in F.STRUCTURED_METADATA if n not in labels) if s.structured_metadata else ()
     return Pipeline(
@@ -194,7 +209,7 @@ def build_pipeline(settings: CollectorSettings) -> Pipeline:
         json_stages=stages,
         labels=labels,
         structured_metadata=sm,
-        timestamp_source=timestamp_field().name,
+        timestamp_sources=tuple(f.name for f in reversed(ts_fields)),
         timestamp_format="RFC3339Nano",
         drop_labels=TAILER_LABELS,
         push_url=s.loki_url,
@@ -272,7 +287,7 @@ def environment():
     return _env
 
 
-def render_template(name: str, **context: Any) -> str:
+def render_template(template: str, **context: Any) -> str:
     """Render templates/<name>. Errors cite the template and line."""
     import traceback
 
@@ -282,14 +297,14 @@ def render_template(name: str, **context: Any) -> str:
 
     context.setdefault("kaudit_version", __version__)
     try:
-        return environment().get_template(name).render(**context)
+        return environment().get_template(template).render(**context)
     except jinja2.TemplateNotFound as e:
         raise KauditError(f"template {e.name} not found in templates/", "reinstall kaudit: its templates are missing") from None
     except jinja2.TemplateSyntaxError as e:
-        raise KauditError(f"template {e.name or name}:{e.lineno}: {e.message}") from None
+        raise KauditError(f"template {e.name or template}:{e.lineno}: {e.message}") from None
     except jinja2.UndefinedError as e:
         line = "?"
-        where = name
+        where = template
         for frame in traceback.extract_tb(e.__traceback__):
             if frame.filename.endswith(".j2"):
                 where = frame.filename.rsplit("/", 1)[-1]
@@ -467,7 +482,7 @@ class ShipperDeploy:
             "--structured-metadata", "on" if self.structured_metadata else "off",
             "--metrics-addr", f"0.0.0.0:{self.metrics_port}",
             "--label", f"{F.JOB_LABEL}={self.job}",
-            "--label", f"{F.NODE_LABEL}=$(NODE_NAME)",
+            "--node", "$(NODE_NAME)",
         ]
         for k, v in self.labels:
             a += ["--label", f"{k}={v}"]
@@ -490,7 +505,7 @@ def render_shipper_manifest(d: ShipperDeploy) -> str:
     digest = hashlib.sha256()
     total = 0
     for path, text in sorted(d.sources):
-        key = path.replace("/", "-")
+        key = path.replace("/", "__")  # as kaudit.shipper.configmap_key does
         if not _CM_KEY.match(key) or key.startswith(".."):
             raise KauditError(f"shipper file {path!r} cannot be a ConfigMap key", "rename the file: letters, digits, '-', '_' and '.' only")
         code[key] = (path, text)
