@@ -63,6 +63,22 @@ def test_patch_with_every_override(cli, tmp_path):
     assert r.out == expected("args-style.custom.yaml")
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--audit-log-maxsize", "200", "--audit-log-maxage", "30"],
+        ["--audit-log-maxsize", "200MiB", "--audit-log-maxage", "30d"],
+        ["--audit-log-maxsize", "204800KiB", "--audit-log-maxage", "720h"],
+    ],
+    ids=["bare", "units", "other-units"],
+)
+def test_size_and_age_take_units_or_kube_apiservers_bare_numbers(cli, tmp_path, argv):
+    r = cli(["patch-manifest", manifest_copy(tmp_path), *argv])
+    assert r.code == 0, r.err
+    assert "    - --audit-log-maxsize=200\n" in r.out
+    assert "    - --audit-log-maxage=30\n" in r.out
+
+
 def test_in_place_is_atomic_keeps_mode_and_is_idempotent(cli, tmp_path):
     path = manifest_copy(tmp_path, mode=0o600)
     r = cli(["patch-manifest", path, "--in-place"])
@@ -160,6 +176,10 @@ def test_missing_file(cli, tmp_path):
         (["--audit-log-path", "audit.log"], "absolute"),
         (["--audit-log-path", "/audit.log"], "directory"),
         (["--audit-log-maxage", "-1"], "--audit-log-maxage"),
+        (["--audit-log-maxage", "36h"], "whole days"),
+        (["--audit-log-maxsize", "1.5MiB"], "whole MiB"),
+        (["--audit-log-maxsize", "lots"], "--audit-log-maxsize"),
+        (["--audit-log-maxbackup", "-1"], "--audit-log-maxbackup"),
     ],
 )
 def test_usage_errors_exit_2(cli, tmp_path, argv, text):

@@ -35,16 +35,26 @@ PolicyPathOpt = Annotated[
     ),
 ]
 MaxSizeOpt = Annotated[
-    int,
-    typer.Option("--audit-log-maxsize", min=0, help="Rotate the log at this many MB.", rich_help_panel=_PANEL),
+    str,
+    typer.Option(
+        "--audit-log-maxsize",
+        metavar="SIZE",
+        help="Rotate the log at this size: 100MiB, 1GiB, or a bare number of MiB as kube-apiserver takes it.",
+        rich_help_panel=_PANEL,
+    ),
 ]
 MaxBackupOpt = Annotated[
     int,
     typer.Option("--audit-log-maxbackup", min=0, help="Rotated files to keep.", rich_help_panel=_PANEL),
 ]
 MaxAgeOpt = Annotated[
-    int,
-    typer.Option("--audit-log-maxage", min=0, help="Days to keep rotated files.", rich_help_panel=_PANEL),
+    str,
+    typer.Option(
+        "--audit-log-maxage",
+        metavar="DURATION",
+        help="Keep rotated files this long: 7d, 168h, or a bare number of days as kube-apiserver takes it.",
+        rich_help_panel=_PANEL,
+    ),
 ]
 AuditFlagOpt = Annotated[
     Optional[List[str]],
@@ -84,15 +94,51 @@ def parse_audit_flags(values: Optional[List[str]]) -> tuple[tuple[str, str], ...
     return tuple(out.items())
 
 
+DEFAULT_MAXSIZE = "100MiB"
+DEFAULT_MAXBACKUP = 10
+DEFAULT_MAXAGE = "7d"
+
+
+def parse_maxsize(value: "str | int") -> int:
+    """--audit-log-maxsize -> whole MiB (lumberjack's megabyte is 1024*1024 bytes)."""
+    from kaudit.units import parse_size
+
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    size = parse_size(text, field="--audit-log-maxsize")
+    if size % (1024 * 1024):
+        raise UsageError(f"--audit-log-maxsize {text}: kube-apiserver takes whole MiB", "for example 100MiB or 1GiB")
+    return size // (1024 * 1024)
+
+
+def parse_maxage(value: "str | int") -> int:
+    """--audit-log-maxage -> whole days."""
+    from kaudit.units import parse_duration
+
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    seconds = parse_duration(text, field="--audit-log-maxage")
+    if seconds % 86400:
+        raise UsageError(f"--audit-log-maxage {text}: kube-apiserver keeps files for whole days", "for example 7d or 168h")
+    return int(seconds // 86400)
+
+
 def audit_spec_from_options(
     audit_log_path: str = DEFAULT_LOG_PATH,
     policy_path: str = DEFAULT_POLICY_PATH,
-    maxsize: int = 100,
-    maxbackup: int = 10,
-    maxage: int = 7,
+    maxsize: "str | int" = DEFAULT_MAXSIZE,
+    maxbackup: int = DEFAULT_MAXBACKUP,
+    maxage: "str | int" = DEFAULT_MAXAGE,
     audit_flag: Optional[List[str]] = None,
 ):
-    """An AuditSpec (kaudit.core.manifest) from the options above; bad values are UsageErrors."""
+    """An AuditSpec (kaudit.core.manifest) from the options above; bad values are UsageErrors.
+
+    A command that takes the options passes them straight through::
+
+        spec = audit_spec_from_options(audit_log_path, policy_path, maxsize, maxbackup, maxage, audit_flag)
+    """
     from kaudit.core.manifest import AuditSpec
 
     for opt, path in (("--audit-log-path", audit_log_path), ("--policy-path", policy_path)):
@@ -111,9 +157,9 @@ def audit_spec_from_options(
     return AuditSpec(
         log_path=audit_log_path,
         policy_path=policy_path,
-        maxsize=maxsize,
+        maxsize=parse_maxsize(maxsize),
         maxbackup=maxbackup,
-        maxage=maxage,
+        maxage=parse_maxage(maxage),
         extra_flags=parse_audit_flags(audit_flag),
     )
 

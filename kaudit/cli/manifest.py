@@ -19,7 +19,7 @@ from kaudit.cli.audit_options import (
     audit_spec_from_options,
     policy_path_warning,
 )
-from kaudit.cli.audit_options import DEFAULT_LOG_PATH, DEFAULT_POLICY_PATH
+from kaudit.cli.audit_options import DEFAULT_LOG_PATH, DEFAULT_MAXAGE, DEFAULT_MAXBACKUP, DEFAULT_MAXSIZE, DEFAULT_POLICY_PATH
 from kaudit.cli.options import AcceptNewHostKeyOpt, HostOpt, HostOptions, KnownHostsOpt, RootfsOpt, SshKeyOpt
 from kaudit.errors import ExitCode, KauditError, UsageError
 
@@ -65,9 +65,9 @@ def patch_manifest(
     remove: Annotated[bool, typer.Option("--remove", help="Take kaudit's flags, mounts and volumes out again.")] = False,
     audit_log_path: AuditLogPathOpt = DEFAULT_LOG_PATH,
     policy_path: PolicyPathOpt = DEFAULT_POLICY_PATH,
-    maxsize: MaxSizeOpt = 100,
-    maxbackup: MaxBackupOpt = 10,
-    maxage: MaxAgeOpt = 7,
+    maxsize: MaxSizeOpt = DEFAULT_MAXSIZE,
+    maxbackup: MaxBackupOpt = DEFAULT_MAXBACKUP,
+    maxage: MaxAgeOpt = DEFAULT_MAXAGE,
     audit_flag: AuditFlagOpt = None,
 ) -> int:
     """Apply the audit patch to a kube-apiserver static pod manifest, offline.
@@ -125,9 +125,9 @@ def diff_manifest(
     known_hosts: KnownHostsOpt = None,
     audit_log_path: AuditLogPathOpt = DEFAULT_LOG_PATH,
     policy_path: PolicyPathOpt = DEFAULT_POLICY_PATH,
-    maxsize: MaxSizeOpt = 100,
-    maxbackup: MaxBackupOpt = 10,
-    maxage: MaxAgeOpt = 7,
+    maxsize: MaxSizeOpt = DEFAULT_MAXSIZE,
+    maxbackup: MaxBackupOpt = DEFAULT_MAXBACKUP,
+    maxage: MaxAgeOpt = DEFAULT_MAXAGE,
     audit_flag: AuditFlagOpt = None,
 ) -> int:
     """Show, as a unified diff, what the audit patch changes in the apiserver manifest.
