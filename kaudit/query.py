@@ -139,12 +139,18 @@ class Row:
     user: str
     verb: str
     resource: str
-    object: str  # namespace/name
+    namespace: str
+    name: str
     code: str
     decision: str
     ts_ns: int = 0
 
     COLUMNS = ("time", "user", "verb", "resource", "namespace/name", "code", "decision")
+
+    @property
+    def object(self) -> str:
+        """namespace/name, or whichever of the two the event has."""
+        return "/".join(p for p in (self.namespace, self.name) if p)
 
     def cells(self) -> tuple[str, ...]:
         return (self.time, self.user, self.verb, self.resource, self.object, self.code, self.decision)
@@ -155,21 +161,11 @@ class Row:
             "user": self.user,
             "verb": self.verb,
             "resource": self.resource,
-            "namespace": self._ns,
-            "name": self._name,
+            "namespace": self.namespace or None,
+            "name": self.name or None,
             "code": int(self.code) if self.code.isdigit() else None,
             "decision": self.decision or None,
         }
-
-    @property
-    def _ns(self) -> Optional[str]:
-        return self.object.split("/", 1)[0] if "/" in self.object else None
-
-    @property
-    def _name(self) -> Optional[str]:
-        if "/" in self.object:
-            return self.object.split("/", 1)[1] or None
-        return self.object or None
 
 
 def _get(event: dict, name: str) -> str:
@@ -186,14 +182,13 @@ def row_from_event(event: dict, ts_ns: int) -> Row:
     sub = _get(event, "subresource")
     if sub:
         resource = f"{resource}/{sub}"
-    ns, name = _get(event, "namespace"), _get(event, "name")
-    obj = f"{ns}/{name}" if ns else name
     return Row(
         time=_get(event, "ts") or _ns_time(ts_ns),
         user=_get(event, "user"),
         verb=_get(event, "verb"),
         resource=resource,
-        object=obj,
+        namespace=_get(event, "namespace"),
+        name=_get(event, "name"),
         code=_get(event, "code"),
         decision=_get(event, "decision"),
         ts_ns=ts_ns,

@@ -156,6 +156,13 @@ class VerifyContext:
     progress: Callable[[str], None] = lambda msg: None
 
     @property
+    def kubectl_reason(self) -> Optional[str]:
+        """Why kubectl cannot run (no reachable node and no --kubeconfig), else None."""
+        if self.settings.kubeconfig is None and all(n.host is None or n.error is not None for n in self.nodes):
+            return "no node is reachable to run kubectl on, and no --kubeconfig was given"
+        return None
+
+    @property
     def kube(self) -> Kubectl:
         node = next((n.host for n in self.nodes if n.host is not None and n.error is None), None)
         return Kubectl(node, self.settings.kubeconfig, self.local)
@@ -179,7 +186,8 @@ def check_reachable(ctx: VerifyContext, node: Node) -> Verdict:
         host = node.open()
     except KauditError as e:
         node.error = e
-        return failed(f"cannot open {node.label}: {e.message}", e.hint or "check --host and the SSH options")
+        msg = e.message if node.label in e.message else f"cannot open {node.label}: {e.message}"
+        return failed(msg, e.hint or "check --host and the SSH options")
     rootfs = N.rootfs_of(host)
     if rootfs is not None and not Path(rootfs).is_dir():
         node.error = KauditError(f"{rootfs} is not a directory")
@@ -189,7 +197,8 @@ def check_reachable(ctx: VerifyContext, node: Node) -> Verdict:
         r = host.run(["uname", "-n"], check=False, sudo=False, timeout=30)
     except KauditError as e:
         node.error = e
-        return failed(f"{node.label}: {e.message}", e.hint or "check that the node is up and reachable")
+        msg = e.message if node.label in e.message else f"{node.label}: {e.message}"
+        return failed(msg, e.hint or "check that the node is up and reachable")
     if not r.ok:
         node.error = KauditError(r.err.strip())
         return failed(

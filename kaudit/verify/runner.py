@@ -63,6 +63,9 @@ def run_checks(
             if name in ("probe", "labels") and not loki_ok:
                 emit(CheckResult(name, C.SKIP, 0.0, "skipped: Loki does not answer", None, None))
                 continue
+            if name in ("collector", "probe") and ctx.kubectl_reason and not (name == "collector" and ctx.settings.collector == "none"):
+                emit(CheckResult(name, C.SKIP, 0.0, f"skipped: {ctx.kubectl_reason}", None, None))
+                continue
             on_start(name, None)
             r = _timed(name, None, lambda fn=fn: fn(ctx))
             if name == "loki" and r.status == C.FAIL:
