@@ -76,9 +76,9 @@ class Positions:
         doc = {"version": self.VERSION, "files": {k: asdict(v) for k, v in sorted(self._data.items())}}
         data = json.dumps(doc, indent=1).encode() + b"\n"
         directory = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(directory, exist_ok=True)
         tmp = os.path.join(directory, f".{os.path.basename(self.path)}.tmp{os.getpid()}")
         try:
+            os.makedirs(directory, exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
                 os.write(fd, data)

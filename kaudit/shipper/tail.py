@@ -98,19 +98,14 @@ class Follower:
                 offset = 0
             self._open(self.path, offset, final=False)
             return None
-        backups = rotated_backups(self.path)
-        for i, name in enumerate(backups):
-            bst = _stat(name)
-            if bst is not None and (bst.st_dev, bst.st_ino) == (saved.dev, saved.ino):
-                self.notes.append(f"{self.path} was rotated while stopped: finishing {os.path.basename(name)} first")
-                offset = saved.offset if bst.st_size >= saved.offset else 0
-                self._queue = [(name, bst.st_dev, bst.st_ino, offset)]
-                for later in backups[i + 1:]:
-                    lst = _stat(later)
-                    if lst is not None:
-                        self._queue.append((later, lst.st_dev, lst.st_ino, 0))
-                self._next()
-                return None
+        found = self._queue_backups_after(saved.dev, saved.ino, include=True)
+        if found is not None:
+            name, size = found
+            self.notes.append(f"{self.path} was rotated while stopped: finishing {os.path.basename(name)} first")
+            offset = saved.offset if size >= saved.offset else 0
+            self._queue[0] = (name, saved.dev, saved.ino, offset)
+            self._next()
+            return None
         if st is not None:
             self.notes.append(
                 f"the file recorded in the positions file (inode {saved.ino}) is gone (compressed or deleted?); "
@@ -158,9 +153,13 @@ class Follower:
                 start = cur.pos - len(last) - 1  # no newline: make Chunk.ends() land on the file's end
                 name, dev, ino = cur.name, cur.dev, cur.ino
                 self.close()
+                if not self._queue:
+                    # more rotations may have happened meanwhile: take every newer backup first
+                    self._queue_backups_after(dev, ino)
                 if not cur.final:
                     self.rotations += 1
-                    self.notes.append(f"{self.path} was rotated: finished the old file, following the new one")
+                    skipped = f" after {len(self._queue)} newer rotated file(s)" if self._queue else ""
+                    self.notes.append(f"{self.path} was rotated: finished the old file, following the new one{skipped}")
                 self._next()
                 if last:
                     return Chunk(name, dev, ino, [last], start)
@@ -191,6 +190,20 @@ class Follower:
             return Chunk(cur.name, cur.dev, cur.ino, [], start)
         cur.pending = buf[nl + 1:]
         return Chunk(cur.name, cur.dev, cur.ino, buf[:nl].split(b"\n"), start)
+
+    def _queue_backups_after(self, dev: int, ino: int, include: bool = False) -> tuple[str, int] | None:
+        """Queue the rotated backups newer than the one with (dev, ino): when the writer rotated
+        more than once since we last looked (or while we were stopped or retrying), none is skipped.
+        Returns (name, size) of the backup found, or None."""
+        backups = rotated_backups(self.path)
+        for i, name in enumerate(backups):
+            st = _stat(name)
+            if st is not None and (st.st_dev, st.st_ino) == (dev, ino):
+                later = [(b, _stat(b)) for b in backups[i + 1:]]
+                self._queue = ([(name, dev, ino, 0)] if include else []) + [
+                    (b, bst.st_dev, bst.st_ino, 0) for b, bst in later if bst is not None]
+                return name, st.st_size
+        return None
 
     def _rotated_away(self, cur: _Open) -> bool:
         st = _stat(self.path)
