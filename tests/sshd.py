@@ -17,6 +17,7 @@ known_hosts=sshd.known_hosts_path)`` or ``sshd.host()``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -123,96 +124,116 @@ def _ensure_test_user(home: Path) -> tuple[Optional[str], bool]:
     return TEST_USER, created
 
 
+class SshdUnavailable(Exception):
+    pass
+
+
 @pytest.fixture(scope="session")
 def sshd():
+    try:
+        with running_sshd() as server:
+            yield server
+    except SshdUnavailable as e:
+        pytest.fail(str(e), pytrace=False)
+
+
+@contextlib.contextmanager
+def running_sshd():
+    """Start sshd (see the module doc); also used by bench/ssh_bench.py."""
     sshd_bin = next((p for p in SSHD_CANDIDATES if os.access(p, os.X_OK)), shutil.which("sshd"))
     if not sshd_bin or not shutil.which("ssh-keygen"):
-        pytest.fail(
+        raise SshdUnavailable(
             "the SSH tests need OpenSSH's sshd and ssh-keygen: apt-get install openssh-server "
-            "(./scripts/test installs it)",
-            pytrace=False,
+            "(./scripts/test installs it)"
         )
-    # not under pytest's tmp dir: that is 0700 root, and sshd reads
-    # authorized_keys as the logging-in user
-    d = Path(tempfile.mkdtemp(prefix="kaudit-sshd-"))
-    d.chmod(0o755)
-    host_key = d / "ssh_host_ed25519_key"
-    user_key = d / "id_ed25519"
-    _keygen(host_key, "kaudit-test-host")
-    _keygen(user_key, "kaudit-test-user")
-    auth = d / "authorized_keys"
-    auth.write_text(Path(str(user_key) + ".pub").read_text())
-    auth.chmod(0o644)
-    # a copy of the sudo double where any user can run it (the checkout may sit in a 0700 home)
-    guest_bin = d / "bin"
-    guest_bin.mkdir(mode=0o755)
-    shutil.copy2(GUEST_BIN / "sudo", guest_bin / "sudo")
-    (guest_bin / "sudo").chmod(0o755)
-    sudo_log = d / "sudo.log"
-    sudo_log.touch()
-    sudo_log.chmod(0o666)
-    unprivileged, created = _ensure_test_user(d / "home")
-    root_user = pwd.getpwuid(os.geteuid()).pw_name
-    if os.geteuid() == 0:
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
+    with contextlib.ExitStack() as cleanup:
+        # not under pytest's tmp dir: that is 0700 root, and sshd reads
+        # authorized_keys as the logging-in user
+        d = Path(tempfile.mkdtemp(prefix="kaudit-sshd-"))
+        cleanup.callback(shutil.rmtree, d, True)
+        d.chmod(0o755)
+        host_key = d / "ssh_host_ed25519_key"
+        user_key = d / "id_ed25519"
+        _keygen(host_key, "kaudit-test-host")
+        _keygen(user_key, "kaudit-test-user")
+        auth = d / "authorized_keys"
+        auth.write_text(Path(str(user_key) + ".pub").read_text())
+        auth.chmod(0o644)
+        # a copy of the sudo double where any user can run it (the checkout may sit in a 0700 home)
+        guest_bin = d / "bin"
+        guest_bin.mkdir(mode=0o755)
+        shutil.copy2(GUEST_BIN / "sudo", guest_bin / "sudo")
+        (guest_bin / "sudo").chmod(0o755)
+        sudo_log = d / "sudo.log"
+        sudo_log.touch()
+        sudo_log.chmod(0o666)
+        unprivileged, created = _ensure_test_user(d / "home")
+        if created:
+            cleanup.callback(_remove_test_user)
+        root_user = pwd.getpwuid(os.geteuid()).pw_name
+        if os.geteuid() == 0:
+            Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
 
-    host_pub = Path(str(host_key) + ".pub").read_text().split()
-    proc = None
-    log_path = d / "sshd.log"
-    for _attempt in range(5):
-        port = _free_port()
-        config = d / "sshd_config"
-        config.write_text(
-            "\n".join([
-                f"Port {port}",
-                "ListenAddress 127.0.0.1",
-                f"HostKey {host_key}",
-                f"PidFile {d / 'sshd.pid'}",
-                f"AuthorizedKeysFile {auth}",
-                "UsePAM no",
-                "StrictModes no",
-                "PasswordAuthentication no",
-                "KbdInteractiveAuthentication no",
-                "PubkeyAuthentication yes",
-                "PermitRootLogin prohibit-password",
-                f"AllowUsers {root_user}" + (f" {unprivileged}" if unprivileged else ""),
-                "Subsystem sftp internal-sftp",
-                f"SetEnv PATH={guest_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin FAKE_SUDO_LOG={sudo_log}",
-                "LogLevel VERBOSE",
-                "",
-            ])
-        )
-        log = open(log_path, "ab")
-        proc = subprocess.Popen([sshd_bin, "-D", "-e", "-f", str(config)], stdout=log, stderr=log)
-        log.close()
-        if _wait_for_banner(port, proc, time.monotonic() + 10):
-            break
-        proc.kill()
-        proc.wait(timeout=5)
+        host_pub = Path(str(host_key) + ".pub").read_text().split()
         proc = None
-    if proc is None:
-        pytest.fail(f"sshd did not start; its log:\n{log_path.read_text(errors='replace')}", pytrace=False)
-
-    known_hosts = d / "known_hosts"
-    known_hosts.write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
-    server = Sshd(
-        port=port, dir=d, key_path=user_key, known_hosts_path=known_hosts,
-        host_key_pub=f"{host_pub[0]} {host_pub[1]}", root_user=root_user,
-        unprivileged_user=unprivileged, sudo_log=sudo_log, log_path=log_path, proc=proc,
-    )
-    try:
-        yield server
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
+        log_path = d / "sshd.log"
+        for _attempt in range(5):
+            port = _free_port()
+            config = d / "sshd_config"
+            config.write_text(
+                "\n".join([
+                    f"Port {port}",
+                    "ListenAddress 127.0.0.1",
+                    f"HostKey {host_key}",
+                    f"PidFile {d / 'sshd.pid'}",
+                    f"AuthorizedKeysFile {auth}",
+                    "UsePAM no",
+                    "StrictModes no",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "PubkeyAuthentication yes",
+                    "PermitRootLogin prohibit-password",
+                    f"AllowUsers {root_user}" + (f" {unprivileged}" if unprivileged else ""),
+                    "Subsystem sftp internal-sftp",
+                    f"SetEnv PATH={guest_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin FAKE_SUDO_LOG={sudo_log}",
+                    "LogLevel VERBOSE",
+                    "",
+                ])
+            )
+            log = open(log_path, "ab")
+            proc = subprocess.Popen([sshd_bin, "-D", "-e", "-f", str(config)], stdout=log, stderr=log)
+            log.close()
+            if _wait_for_banner(port, proc, time.monotonic() + 10):
+                cleanup.callback(_stop, proc)
+                break
             proc.kill()
             proc.wait(timeout=5)
-        if created:
-            # session processes of the user may outlive sshd for a moment
-            for _ in range(20):
-                if subprocess.run(["userdel", "--force", TEST_USER], capture_output=True).returncode in (0, 6):
-                    break
-                time.sleep(0.1)
-        shutil.rmtree(d, ignore_errors=True)
+            proc = None
+        if proc is None:
+            raise SshdUnavailable(f"sshd did not start; its log:\n{log_path.read_text(errors='replace')}")
+
+        known_hosts = d / "known_hosts"
+        known_hosts.write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
+        server = Sshd(
+            port=port, dir=d, key_path=user_key, known_hosts_path=known_hosts,
+            host_key_pub=f"{host_pub[0]} {host_pub[1]}", root_user=root_user,
+            unprivileged_user=unprivileged, sudo_log=sudo_log, log_path=log_path, proc=proc,
+        )
+        yield server
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+def _remove_test_user() -> None:
+    # session processes of the user may outlive sshd for a moment
+    for _ in range(20):
+        if subprocess.run(["userdel", "--force", TEST_USER], capture_output=True).returncode in (0, 6):
+            break
+        time.sleep(0.1)

@@ -90,6 +90,7 @@ class SshHost(Host):
         self.name = f"ssh://{user}@{hostname}" + (f":{port}" if port != DEFAULT_PORT else "")
         self._client: Optional[paramiko.SSHClient] = None
         self._sftp: Optional[paramiko.SFTPClient] = None
+        self._sftp_fsync: Optional[bool] = None  # does the server do fsync@openssh.com?
 
     @property
     def is_root(self) -> bool:
@@ -331,9 +332,12 @@ class SshHost(Host):
 
     def _write_as_root(self, path: str, data: bytes, mode: int, atomic: bool) -> None:
         parent = posixpath.dirname(path) or "/"
-        self.run(["sh", "-c", 'umask 077; mkdir -p -- "$1"', "sh", parent], sudo=False,
-                 hint="check that the parent path is a directory on the node")
         sftp = self._sftp_client()
+        try:
+            sftp.stat(parent)
+        except OSError:
+            self.run(["sh", "-c", 'umask 077; mkdir -p -- "$1"', "sh", parent], sudo=False,
+                     hint="check that the parent path is a directory on the node")
         tmp = self._temp_beside(path) if atomic else path
         try:
             with sftp.open(tmp, "wb") as f:
@@ -341,9 +345,9 @@ class SshHost(Host):
                 f.set_pipelined(True)
                 f.write(data)
                 f.flush()
+                if atomic:
+                    self._fsync(f, tmp)  # data on disk before the rename makes it visible
             if atomic:
-                # data on disk before the rename makes it visible
-                self.run(["sh", "-c", 'sync -- "$1" 2>/dev/null || sync', "sh", tmp], sudo=False)
                 sftp.posix_rename(tmp, path)
         except (OSError, KauditError) as e:
             if atomic:
@@ -353,6 +357,22 @@ class SshHost(Host):
                     pass
             why = e.message if isinstance(e, KauditError) else (e.strerror or str(e))
             raise KauditError(f"{self.name}: cannot write {path}: {why}", "check the path and free space on the node") from None
+
+    def _fsync(self, f: paramiko.SFTPFile, path: str) -> None:
+        """fsync over SFTP (OpenSSH's fsync@openssh.com extension), else `sync` on the node.
+        paramiko has no public call for the extension, so send the request itself."""
+        if self._sftp_fsync is not False:
+            from paramiko.sftp import CMD_EXTENDED
+
+            try:
+                self._sftp_client()._request(CMD_EXTENDED, "fsync@openssh.com", f.handle)
+                self._sftp_fsync = True
+                return
+            except (OSError, paramiko.SSHException):
+                if self._sftp_fsync:  # worked before: a real failure
+                    raise
+                self._sftp_fsync = False  # the server lacks the extension
+        self.run(["sh", "-c", 'sync -- "$1" 2>/dev/null || sync', "sh", path], sudo=False)
 
     def _write_with_sudo(self, path: str, data: bytes, mode: int, atomic: bool) -> None:
         """Upload to a private temp dir as the login user, then install as root
