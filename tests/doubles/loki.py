@@ -61,6 +61,7 @@ class Entry:
     line: str
     metadata: tuple[tuple[str, str], ...] = ()  # structured metadata (3.x only)
     tenant: str = "fake"
+    received_ns: int = field(default=0, compare=False)  # wall clock when first stored (lag measurements)
 
     @property
     def stream(self) -> dict[str, str]:
@@ -71,13 +72,29 @@ class Entry:
         return dict(self.metadata)
 
 
+class Headers(dict):
+    """HTTP headers with case-insensitive lookup (clients differ: X-Scope-OrgID vs X-scope-orgid)."""
+
+    def __init__(self, items=()):
+        super().__init__((k.lower(), v) for k, v in items)
+
+    def __getitem__(self, key):
+        return super().__getitem__(key.lower())
+
+    def get(self, key, default=None):
+        return super().get(key.lower(), default)
+
+    def __contains__(self, key):
+        return super().__contains__(str(key).lower())
+
+
 @dataclass
 class Request:
     """What the double saw of one HTTP request (for assertions on headers, auth, encodings)."""
 
     method: str
     path: str
-    headers: dict[str, str]
+    headers: Headers
     status: int
     body_bytes: int = 0
     entries: int = 0
@@ -413,7 +430,7 @@ class LokiDouble:
                     raise PushError(400, "loghttp/push: structured metadata must be an object of strings")
                 entries.append((ts, v[1], md))
             decoded.append(({str(k): str(x) for k, x in labels.items()}, entries))
-        now = time.time_ns()
+        now = time.time_ns()  # also the entries' received_ns
         errors: list[str] = []
         with self._lock:
             for labels, entries in decoded:
@@ -445,7 +462,7 @@ class LokiDouble:
                     self._received += 1
                     key = (ts, line if self.store_lines else hash(line))
                     if key not in bucket:  # exact duplicates are stored once
-                        bucket[key] = Entry(lbl, ts, line if self.store_lines else "", tuple(sorted(md.items())), tenant)
+                        bucket[key] = Entry(lbl, ts, line if self.store_lines else "", tuple(sorted(md.items())), tenant, now)
         if errors:
             raise PushError(400, "\n".join(errors))
 
@@ -534,7 +551,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if status != 204 and body:
             self.wfile.write(body)
-        self.double._record(Request(self.command, urlsplit(self.path).path, dict(self.headers.items()), status, self._body_len))
+        self.double._record(Request(self.command, urlsplit(self.path).path, Headers(self.headers.items()), status, self._body_len))
 
     _body_len = 0
 
