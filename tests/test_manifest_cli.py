@@ -271,6 +271,17 @@ def test_diff_reads_the_node_manifest_through_the_host_seam(cli, tmp_path):
     assert os.listdir(node / "etc/kubernetes/manifests") == ["kube-apiserver.yaml"]
 
 
+def test_diff_of_several_hosts_labels_each_and_exits_3_if_any_is_pending(cli, tmp_path):
+    node = tmp_path / "node"
+    (node / NODE_MANIFEST).parent.mkdir(parents=True)
+    (node / NODE_MANIFEST).write_text((MANIFESTS / "kubeadm-1.36.yaml").read_text())
+    r = cli(["diff-manifest", "--host", "local", "--host", "local", "--rootfs", node, "--exit-code"])
+    assert r.code == 3, r.err
+    labels = [line for line in r.out.splitlines() if line.startswith("--- ")]
+    assert len(labels) == 2
+    assert all(label.endswith(":/etc/kubernetes/manifests/kube-apiserver.yaml") and "local" in label for label in labels)
+
+
 def test_diff_node_without_a_manifest_names_host_and_path(cli, tmp_path):
     r = cli(["diff-manifest", "--host", "local", "--rootfs", tmp_path])
     assert r.code == 1

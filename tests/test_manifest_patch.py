@@ -385,3 +385,24 @@ def test_spec_flags_and_log_dir():
         "audit-log-format": "json",
     }
     assert spec.log_dir == "/var/log/kubernetes-audit"
+
+
+AWKWARD = AuditSpec(
+    policy_path="/etc/k8s/audit #1.yaml",
+    log_path="/var/log/kübe audit/a: b.log",
+    extra_flags=(("audit-log-mode", "batch"), ("audit-log-batch-max-wait", "5s"), ("audit-log-compress", "true")),
+)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_awkward_values_are_quoted_and_read_back_exactly(name):
+    patched = patch_manifest(read(name), AWKWARD)
+    assert patch_manifest(patched, AWKWARD) == patched
+    pod = load(patched)
+    container = apiserver(pod)
+    assert "--audit-policy-file=/etc/k8s/audit #1.yaml" in flag_items(container)
+    assert "--audit-log-path=/var/log/kübe audit/a: b.log" in flag_items(container)
+    assert "--audit-log-compress=true" in flag_items(container)
+    assert {"mountPath": "/var/log/kübe audit", "name": "audit-log"} in container["volumeMounts"]
+    if name in FRESH:
+        assert unpatch_manifest(patched, AWKWARD) == read(name)
