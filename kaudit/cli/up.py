@@ -1,7 +1,328 @@
-"""(placeholder: filled in by its issue)"""
+"""`kaudit up` and `kaudit down`: run the phases of the registry on each node.
+
+Node phases run on each --host in turn; the run stops at the first node that
+fails (its apiserver phase has already rolled it back). Cluster-wide phases run
+once afterwards. A summary at the end lists what each phase changed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, List, Optional
 
 import typer
 
+from kaudit.cli.audit_options import (
+    DEFAULT_LOG_PATH,
+    DEFAULT_POLICY_PATH,
+    AuditFlagOpt,
+    AuditLogPathOpt,
+    MaxAgeOpt,
+    MaxBackupOpt,
+    MaxSizeOpt,
+    PolicyPathOpt,
+)
+from kaudit.cli.options import AcceptNewHostKeyOpt, HostOpt, KnownHostsOpt, RootfsOpt, SshKeyOpt
+from kaudit.errors import ExitCode, UsageError
+from kaudit.workflow import phases_help
+
+PROFILES = ("gce", "gce-modern")
+STACKS = ("loki-stack", "loki")
+COLLECTORS = ("promtail", "shipper", "alloy", "none")
+_WAIT = "Waiting"
+_LATER = "Later phases"
+_VM = "Lima VM"
+
+# -- options shared by up and down -----------------------------------------------
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Change nothing: print the plan, and the manifest diff on stdout.")]
+WaitTimeoutOpt = Annotated[
+    str, typer.Option("--wait-timeout", help="How long to wait for kubelet to restart kube-apiserver (kubeadm's default: 5m).", rich_help_panel=_WAIT)
+]
+PollIntervalOpt = Annotated[
+    str, typer.Option("--poll-interval", envvar="KAUDIT_POLL_INTERVAL", hidden=True, help="How often to poll the API while waiting.")
+]
+NoWaitOpt = Annotated[
+    bool,
+    typer.Option("--no-wait", help="Write the files and return: no API calls, no waiting (offline images with --rootfs).", rich_help_panel=_WAIT),
+]
+NoRollbackOpt = Annotated[
+    bool, typer.Option("--no-rollback", help="If the new apiserver does not come up, leave it broken for debugging.", rich_help_panel=_WAIT)
+]
+NoPersistOpt = Annotated[
+    bool, typer.Option("--no-persist", help="Leave kube-system/kubeadm-config alone (kubeadm upgrade will then drop the audit flags).")
+]
+NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of kaudit's releases.", rich_help_panel=_LATER)]
+KubeconfigOpt = Annotated[
+    Optional[Path], typer.Option("--kubeconfig", help="kubeconfig for helm/kubectl run on this machine (the vm phase finds Lima's).", rich_help_panel=_LATER)
+]
+
+
+def _choice(name: str, choices: tuple[str, ...]):
+    def check(value):
+        if value is not None and value not in choices:
+            raise typer.BadParameter(f"{value!r} is not one of: {', '.join(choices)}", param_hint=name)
+        return value
+
+    return check
+
+
+def _duration(value: str, flag: str) -> float:
+    from kaudit.units import parse_duration
+
+    seconds = parse_duration(value, field=flag)
+    if seconds <= 0:
+        raise UsageError(f"{flag} {value}: must be more than zero", "for example 5m")
+    return seconds
+
+
+def _spec(audit_log_path, policy_path, maxsize, maxbackup, maxage, audit_flag):
+    from kaudit.cli.audit_options import audit_spec_from_options
+
+    return audit_spec_from_options(audit_log_path, policy_path, maxsize, maxbackup, maxage, audit_flag)
+
+
+def up(
+    ctx: typer.Context,
+    host: HostOpt = None,
+    rootfs: RootfsOpt = None,
+    ssh_key: SshKeyOpt = None,
+    accept_new_host_key: AcceptNewHostKeyOpt = False,
+    known_hosts: KnownHostsOpt = None,
+    only: Annotated[Optional[str], typer.Option("--only", metavar="PHASES", help="Run only these phases (comma-separated).")] = None,
+    skip_phases: Annotated[Optional[str], typer.Option("--skip-phases", metavar="PHASES", help="Skip these phases (comma-separated).")] = None,
+    dry_run: DryRunOpt = False,
+    policy_profile: Annotated[
+        str, typer.Option("--policy-profile", callback=_choice("--policy-profile", PROFILES), help="Packaged policy: gce (Google's GCE/COS policy) or gce-modern.")
+    ] = "gce",
+    policy_file: Annotated[
+        Optional[Path], typer.Option("--policy-file", help="Your own audit policy instead of a profile (validated before it is written).")
+    ] = None,
+    audit_log_path: AuditLogPathOpt = DEFAULT_LOG_PATH,
+    policy_path: PolicyPathOpt = DEFAULT_POLICY_PATH,
+    maxsize: MaxSizeOpt = 100,
+    maxbackup: MaxBackupOpt = 10,
+    maxage: MaxAgeOpt = 7,
+    audit_flag: AuditFlagOpt = None,
+    wait_timeout: WaitTimeoutOpt = "5m",
+    poll_interval: PollIntervalOpt = "500ms",
+    no_wait: NoWaitOpt = False,
+    no_rollback: NoRollbackOpt = False,
+    no_persist: NoPersistOpt = False,
+    stack: Annotated[str, typer.Option("--stack", callback=_choice("--stack", STACKS), help="loki-stack (deprecated chart, Loki 2.6) or loki (Loki 3 + Grafana).", rich_help_panel=_LATER)] = "loki-stack",
+    collector: Annotated[str, typer.Option("--collector", callback=_choice("--collector", COLLECTORS), help="promtail, shipper (kaudit's own), alloy or none.", rich_help_panel=_LATER)] = "promtail",
+    loki_url: Annotated[Optional[str], typer.Option("--loki-url", help="Use this Loki instead of installing one.", rich_help_panel=_LATER)] = None,
+    kubeconfig: KubeconfigOpt = None,
+    namespace: NamespaceOpt = "kaudit",
+    helm_timeout: Annotated[str, typer.Option("--helm-timeout", help="helm --timeout for each release.", rich_help_panel=_LATER)] = "10m",
+    shipper_image: Annotated[Optional[str], typer.Option("--shipper-image", help="Python image the shipper DaemonSet runs.", rich_help_panel=_LATER)] = None,
+    structured_metadata: Annotated[
+        Optional[bool],
+        typer.Option("--structured-metadata/--no-structured-metadata", help="Send structured metadata (default: only to Loki 3).", rich_help_panel=_LATER, show_default=False),
+    ] = None,
+    verify_timeout: Annotated[str, typer.Option("--verify-timeout", help="How long verify waits for the probe to reach Loki.", rich_help_panel=_LATER)] = "60s",
+    lima_template: Annotated[Optional[str], typer.Option("--lima-template", help="Lima template for a new VM (default k8s).", rich_help_panel=_VM)] = None,
+    cpus: Annotated[Optional[int], typer.Option("--cpus", "--lima-cpus", min=1, help="CPUs of a new VM.", rich_help_panel=_VM)] = None,
+    memory: Annotated[Optional[str], typer.Option("--memory", "--lima-memory", help="Memory of a new VM, e.g. 8GiB.", rich_help_panel=_VM)] = None,
+    disk: Annotated[Optional[str], typer.Option("--disk", "--lima-disk", help="Disk of a new VM, e.g. 50GiB.", rich_help_panel=_VM)] = None,
+) -> int:
+    """Turn on audit logging and ship it to Loki: every phase, on every --host.
+
+    Phases, in order (--only / --skip-phases take these names):
+
+    \b
+    {phases}
+
+    Running it again changes nothing and says so. --dry-run prints the plan and
+    the manifest diff and writes nothing.
+
+    Example: kaudit up --host lima:k8s --policy-profile gce-modern
+    """
+    from kaudit.cli import state
+    from kaudit.cli.options import HostOptions
+    from kaudit.up_options import UpOptions
+    from kaudit.workflow import select_phases
+
+    phases = select_phases(only, skip_phases)
+    if policy_file is not None and not policy_file.is_file():
+        raise UsageError(f"--policy-file {policy_file}: no such file", "give the path of an audit Policy YAML file")
+    opts = UpOptions(
+        spec=_spec(audit_log_path, policy_path, maxsize, maxbackup, maxage, audit_flag),
+        policy_profile=policy_profile,
+        policy_file=policy_file,
+        wait_timeout=_duration(wait_timeout, "--wait-timeout"),
+        poll_interval=_duration(poll_interval, "--poll-interval"),
+        no_wait=no_wait,
+        rollback=not no_rollback,
+        persist=not no_persist,
+        stack=stack,
+        collector=collector,
+        loki_url=loki_url,
+        kubeconfig=kubeconfig,
+        namespace=namespace,
+        helm_timeout=helm_timeout,
+        shipper_image=shipper_image,
+        structured_metadata=structured_metadata,
+        verify_timeout=_duration(verify_timeout, "--verify-timeout"),
+        lima_template=lima_template,
+        lima_cpus=cpus,
+        lima_memory=memory,
+        lima_disk=disk,
+        phases=tuple(p.name for p in phases),
+    )
+    hosts = HostOptions.build(host, rootfs, ssh_key, accept_new_host_key, known_hosts)
+    return run_phases(state(ctx).ui, hosts, phases, opts, dry_run=dry_run, verb="up")
+
+
+up.__doc__ = (up.__doc__ or "").replace("{phases}", phases_help())
+
+DOWN_PHASES = (
+    ("apiserver", "take kaudit's flags and mounts out of kube-apiserver (backup, wait, roll back)", "kaudit.phases.apiserver:run_down", True),
+    ("policy", "delete the policy file (--remove-policy)", "kaudit.phases.policy:run_down", True),
+    ("persist", "take the audit settings out of kubeadm-config", "kaudit.phases.persist:run_down", False),
+    ("charts", "uninstall kaudit's Helm releases (--purge-charts)", "kaudit.phases.purge:run", False),
+)
+
+
+def down(
+    ctx: typer.Context,
+    host: HostOpt = None,
+    rootfs: RootfsOpt = None,
+    ssh_key: SshKeyOpt = None,
+    accept_new_host_key: AcceptNewHostKeyOpt = False,
+    known_hosts: KnownHostsOpt = None,
+    dry_run: DryRunOpt = False,
+    remove_policy: Annotated[bool, typer.Option("--remove-policy", help="Also delete the policy file from the node.")] = False,
+    purge_charts: Annotated[bool, typer.Option("--purge-charts", help="Also uninstall kaudit's Helm releases (needs helm here).")] = False,
+    audit_log_path: AuditLogPathOpt = DEFAULT_LOG_PATH,
+    policy_path: PolicyPathOpt = DEFAULT_POLICY_PATH,
+    audit_flag: AuditFlagOpt = None,
+    wait_timeout: WaitTimeoutOpt = "5m",
+    poll_interval: PollIntervalOpt = "500ms",
+    no_wait: NoWaitOpt = False,
+    no_rollback: NoRollbackOpt = False,
+    no_persist: NoPersistOpt = False,
+    kubeconfig: KubeconfigOpt = None,
+    namespace: NamespaceOpt = "kaudit",
+) -> int:
+    """Turn audit logging off again, as safely as `up` turned it on.
+
+    Takes kaudit's flags, mounts and volumes out of kube-apiserver (backup,
+    wait for kubelet, roll back on failure) and out of kubeadm-config. The audit
+    logs already written stay on the node. With --remove-policy the policy file
+    goes too; with --purge-charts the Helm releases.
+
+    Example: kaudit down --host lima:k8s --remove-policy --purge-charts
+    """
+    from kaudit.cli import state
+    from kaudit.cli.options import HostOptions
+    from kaudit.up_options import UpOptions
+    from kaudit.workflow import Phase
+
+    phases = [Phase(name, short, target, per_node=per_node) for name, short, target, per_node in DOWN_PHASES]
+    opts = UpOptions(
+        spec=_spec(audit_log_path, policy_path, 100, 10, 7, audit_flag),
+        wait_timeout=_duration(wait_timeout, "--wait-timeout"),
+        poll_interval=_duration(poll_interval, "--poll-interval"),
+        no_wait=no_wait,
+        rollback=not no_rollback,
+        persist=not no_persist,
+        kubeconfig=kubeconfig,
+        namespace=namespace,
+        remove_policy=remove_policy,
+        purge_charts=purge_charts,
+        phases=tuple(p.name for p in phases),
+    )
+    hosts = HostOptions.build(host, rootfs, ssh_key, accept_new_host_key, known_hosts)
+    return run_phases(state(ctx).ui, hosts, phases, opts, dry_run=dry_run, verb="down")
+
+
+# --------------------------------------------------------------------------- the runner
+
+
+def run_phases(ui, hosts, phases, opts, *, dry_run: bool, verb: str) -> int:
+    """Node phases on each host in turn, then cluster-wide phases once; a summary at the end."""
+    from kaudit.errors import KauditError
+    from kaudit.hosts.local import LocalHost
+    from kaudit.workflow import Status, UpContext, run_phase
+
+    node_phases = [p for p in phases if p.per_node]
+    cluster_phases = [p for p in phases if not p.per_node]
+    rows: list[tuple[str, str, str, str]] = []  # (host, phase, status, message)
+    local = LocalHost()
+    facts: dict = {}
+    kubeconfig = opts.kubeconfig
+    first_ctx = None
+    multi = len(hosts.hosts) > 1
+    if dry_run:
+        ui.info("dry run: nothing will be changed")
+
+    def one(phase, ctx, label):
+        ui.detail(f"[{phase.name}] {phase.short}")
+        try:
+            outcome = run_phase(phase, ctx)
+        except KauditError as e:
+            rows.append((label, phase.name, "failed", getattr(e, "cause", e).message))
+            raise
+        rows.append((label, phase.name, outcome.status.value, outcome.message))
+        text = f"[{phase.name}]{' ' + label + ':' if multi else ''} {outcome.message}"
+        if outcome.status == Status.SKIPPED:
+            ui.skip(text)
+        elif outcome.status == Status.PLANNED:
+            ui.info(f"~ {text}")
+        else:
+            ui.ok(text)
+
+    opened = []
+    try:
+        for spec in hosts.hosts:
+            node = hosts.open(spec)
+            opened.append(node)
+            if dry_run:
+                from kaudit.dryrun import recording
+
+                node = recording(node)
+            ctx = UpContext(node=node, local=local, ui=ui, options=opts, dry_run=dry_run, kubeconfig=kubeconfig, facts=facts)
+            first_ctx = first_ctx or ctx
+            for phase in node_phases:
+                one(phase, ctx, node.name)
+            kubeconfig = ctx.kubeconfig
+        if cluster_phases and first_ctx is not None:
+            first_ctx.kubeconfig = kubeconfig
+            for phase in cluster_phases:
+                one(phase, first_ctx, "cluster")
+    except KauditError:
+        _summary(ui, rows, verb, failed=True, remaining=[h for h in hosts.hosts[len(opened):]])
+        raise
+    finally:
+        for node in opened:
+            node.close()
+    _summary(ui, rows, verb, failed=False, remaining=[])
+    return ExitCode.OK
+
+
+def _summary(ui, rows, verb: str, *, failed: bool, remaining: list[str]) -> None:
+    if not rows:
+        return
+    ui.info("")
+    ui.info(f"kaudit {verb} summary:")
+    width = max(len(r[1]) for r in rows)
+    hosts = list(dict.fromkeys(r[0] for r in rows))
+    for h in hosts:
+        if len(hosts) > 1:
+            ui.info(f"  {h}")
+        for _, phase, status, message in (r for r in rows if r[0] == h):
+            ui.info(f"  {phase:<{width}}  {status:<9}  {message}")
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r[2]] = counts.get(r[2], 0) + 1
+    line = ", ".join(f"{n} {s}" for s, n in counts.items())
+    if remaining:
+        line += f"; not started on: {', '.join(remaining)}"
+    if not failed and not counts.get("changed") and not counts.get("planned"):
+        line += " — nothing changed: everything was already done"
+    ui.info(line)
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("up")(up)
+    app.command("down")(down)

@@ -1,0 +1,78 @@
+"""The settings of one `kaudit up` / `kaudit down` run, built once at the CLI edge.
+
+Phases read them from ``ctx.options``. The object is frozen: a phase that
+learns something for later phases puts it in ``ctx.facts`` instead. Phases
+written by other work read fields with ``getattr(opts, name, default)``, so new
+fields can be added here without touching them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+#: where kubeadm (and so kaudit) keeps the apiserver's static pod manifest
+APISERVER_MANIFEST = "/etc/kubernetes/manifests/kube-apiserver.yaml"
+#: kubeadm's admin kubeconfig on a control-plane node
+ADMIN_CONF = "/etc/kubernetes/admin.conf"
+#: kubeadm keeps its own backups and staging dirs here, outside the manifests dir (FACTS.md §2.4)
+BACKUP_ROOT = "/etc/kubernetes/tmp"
+BACKUP_PREFIX = "kaudit-backup-"
+
+DEFAULT_WAIT_TIMEOUT = 300.0  # kubeadm's UpgradeManifestTimeout (5m)
+DEFAULT_POLL_INTERVAL = 0.5  # kubeadm's KubernetesAPICallRetryInterval
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    #: the audit flags and mounts (kaudit.core.manifest.AuditSpec)
+    spec: Any = None
+    #: packaged policy profile (gce, gce-modern), used unless policy_file is set
+    policy_profile: str = "gce"
+    #: the user's own policy file on this machine (validated before it is written)
+    policy_file: Optional[Path] = None
+    #: how long to wait for kubelet to restart kube-apiserver, in seconds
+    wait_timeout: float = DEFAULT_WAIT_TIMEOUT
+    #: how often to poll the API while waiting, in seconds
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    #: write the files and return: no API calls, no waiting (offline images)
+    no_wait: bool = False
+    #: restore the backup when the new apiserver does not come up
+    rollback: bool = True
+    #: also record the audit settings in kube-system/kubeadm-config
+    persist: bool = True
+
+    # -- later phases (stack, collector, verify) --------------------------------
+    stack: str = "loki-stack"
+    collector: str = "promtail"
+    loki_url: Optional[str] = None
+    kubeconfig: Optional[Path] = None
+    namespace: str = "kaudit"
+    helm_timeout: str = "10m"
+    shipper_image: Optional[str] = None
+    #: send structured metadata to Loki (None: decide from the Loki version)
+    structured_metadata: Optional[bool] = None
+    verify_timeout: float = 60.0
+
+    # -- the vm phase (Lima) -----------------------------------------------------
+    lima_template: Optional[str] = None
+    lima_cpus: Optional[int] = None
+    lima_memory: Optional[str] = None
+    lima_disk: Optional[str] = None
+
+    # -- kaudit down -------------------------------------------------------------
+    remove_policy: bool = False
+    purge_charts: bool = False
+
+    #: phase names chosen for this run (after --only/--skip-phases)
+    phases: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def audit_spec(self) -> Any:
+        """The AuditSpec (an alias read by the verify phase)."""
+        return self.spec
+
+    def policy_source(self) -> str:
+        """How the policy is named in messages."""
+        return str(self.policy_file) if self.policy_file else f"the {self.policy_profile} profile"
