@@ -292,3 +292,14 @@ def test_reachable_fails_on_a_closed_ssh_port(cli, sshd, tmp_path):
     assert first["name"] == "reachable" and first["status"] == "fail"
     assert f"127.0.0.1:{port}" in first["detail"]
     assert validate(doc, SCHEMA) == []
+
+
+def test_audit_options_say_what_the_node_should_carry(cli, env, loki):  # noqa: F811
+    tree, _ = env
+    r = cli(["verify", "--rootfs", tree.root, "--loki-url", loki.url, "--timeout", "10s", "-o", "json",
+             "--audit-log-maxsize", "200MiB"])
+    assert r.code == 4
+    checks = {c["name"]: c for c in json.loads(r.out)["checks"]}
+    assert checks["manifest"]["status"] == "fail" and checks["manifest"]["data"]["missing_flags"] == ["audit-log-maxsize"]
+    assert checks["apiserver"]["status"] == "fail" and "--audit-log-maxsize=200" in checks["apiserver"]["detail"]
+    assert checks["policy"]["status"] == "pass" and checks["audit-log"]["status"] == "pass"

@@ -12,6 +12,9 @@ import typer
 
 from kaudit.cli.audit_options import (
     DEFAULT_LOG_PATH,
+    DEFAULT_MAXAGE,
+    DEFAULT_MAXBACKUP,
+    DEFAULT_MAXSIZE,
     DEFAULT_POLICY_PATH,
     AuditFlagOpt,
     AuditLogPathOpt,
@@ -102,9 +105,9 @@ def verify(
     print_schema: Annotated[bool, typer.Option("--print-schema", help="Print the JSON Schema of --output json and exit.")] = False,
     audit_log_path: AuditLogPathOpt = DEFAULT_LOG_PATH,
     policy_path: PolicyPathOpt = DEFAULT_POLICY_PATH,
-    audit_log_maxsize: MaxSizeOpt = 100,
-    audit_log_maxbackup: MaxBackupOpt = 10,
-    audit_log_maxage: MaxAgeOpt = 7,
+    audit_log_maxsize: MaxSizeOpt = DEFAULT_MAXSIZE,
+    audit_log_maxbackup: MaxBackupOpt = DEFAULT_MAXBACKUP,
+    audit_log_maxage: MaxAgeOpt = DEFAULT_MAXAGE,
     audit_flag: AuditFlagOpt = None,
 ) -> int:
     """Prove the audit pipeline end to end: node, manifest, policy, apiserver, log, collector, Loki, a probe, labels.

@@ -14,6 +14,7 @@ port, and ends the process when it is done.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import threading
@@ -48,6 +49,15 @@ class Kubectl:
 
         if isinstance(self.node, LocalHost) and self.node.exists(ADMIN_CONF):
             return mapped(self.node, ADMIN_CONF)
+        name = getattr(self.node, "name", "") or ""
+        if name.startswith("lima:"):
+            # Lima's k8s template copies the admin kubeconfig to the host (server rewritten to 127.0.0.1)
+            from kaudit.lima import kubeconfig_path
+
+            home = Path(os.environ.get("LIMA_HOME") or Path.home() / ".lima")
+            path = kubeconfig_path(home / name.split(":", 1)[1])
+            if path.is_file():
+                return str(path)
         return None  # kubectl's own default (KUBECONFIG, ~/.kube/config)
 
     def run(self, args: list[str], *, timeout: float = KUBECTL_TIMEOUT) -> Result:
