@@ -287,6 +287,7 @@ def test_diff_node_without_a_manifest_names_host_and_path(cli, tmp_path):
     assert r.code == 1
     assert "/etc/kubernetes/manifests/kube-apiserver.yaml" in r.err
     assert "local" in r.err
+    assert "hint: " in r.err
     assert r.out == ""
 
 

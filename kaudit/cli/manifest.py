@@ -157,7 +157,15 @@ def diff_manifest(
         for spec_name in options.hosts:
             with options.open(spec_name) as node:
                 label = APISERVER_MANIFEST if len(options.hosts) == 1 else f"{node.name}:{APISERVER_MANIFEST}"
-                sources.append((label, _decode(node.read_file(APISERVER_MANIFEST), f"{node.name}:{APISERVER_MANIFEST}")))
+                try:
+                    data = node.read_file(APISERVER_MANIFEST)
+                except KauditError as e:
+                    raise KauditError(
+                        e.message,
+                        e.hint or "is this a kubeadm control-plane node, and may this user read the file (sudo)? "
+                        "Or diff a copy with --manifest FILE",
+                    ) from None
+                sources.append((label, _decode(data, f"{node.name}:{APISERVER_MANIFEST}")))
 
     pending = False
     for label, text in sources:
