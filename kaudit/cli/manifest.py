@@ -16,10 +16,14 @@ from kaudit.cli.audit_options import (
     MaxBackupOpt,
     MaxSizeOpt,
     PolicyPathOpt,
+    DEFAULT_LOG_PATH,
+    DEFAULT_MAXAGE,
+    DEFAULT_MAXBACKUP,
+    DEFAULT_MAXSIZE,
+    DEFAULT_POLICY_PATH,
     audit_spec_from_options,
     policy_path_warning,
 )
-from kaudit.cli.audit_options import DEFAULT_LOG_PATH, DEFAULT_MAXAGE, DEFAULT_MAXBACKUP, DEFAULT_MAXSIZE, DEFAULT_POLICY_PATH
 from kaudit.cli.options import AcceptNewHostKeyOpt, HostOpt, HostOptions, KnownHostsOpt, RootfsOpt, SshKeyOpt
 from kaudit.errors import ExitCode, KauditError, UsageError
 

@@ -19,7 +19,7 @@ import difflib
 import posixpath
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional
+from typing import Callable, Optional
 
 from kaudit.errors import KauditError
 
