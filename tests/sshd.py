@@ -5,7 +5,7 @@ config, a generated ed25519 host key and a generated user key, on a free
 loopback port. It serves two users:
 
 - ``root`` (``sshd.url``): the usual case for a kubeadm node reached as root;
-- an unprivileged user ``kaudit-test`` (``sshd.user_url``, created with
+- an unprivileged user ``kaudit-t<pid>`` (``sshd.user_url``, created with
   useradd when the tests run as root and removed afterwards), whose PATH starts
   with tests/doubles/guest-bin so ``sudo`` is the passwordless-sudo double that
   logs its arguments to ``sshd.sudo_log``.
@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -32,7 +33,7 @@ from typing import Optional
 import pytest
 
 GUEST_BIN = Path(__file__).resolve().parent / "doubles" / "guest-bin"
-TEST_USER = "kaudit-test"
+TEST_USER_PREFIX = "kaudit-t"  # + the pid of the test session
 TEST_USER_COMMENT = "kaudit test suite (tests/sshd.py)"
 SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd")
 
@@ -41,7 +42,7 @@ SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd")
 class Sshd:
     port: int
     dir: Path
-    key_path: Path  # the user's private key (ed25519), accepted for root and TEST_USER
+    key_path: Path  # the user's private key (ed25519), accepted for root and the unprivileged user
     known_hosts_path: Path  # a known_hosts that already trusts the server
     host_key_pub: str  # "ssh-ed25519 AAAA..."
     root_user: str
@@ -97,31 +98,40 @@ def _wait_for_banner(port: int, proc: subprocess.Popen, deadline: float) -> bool
     return False
 
 
-def _ensure_test_user(home: Path) -> tuple[Optional[str], bool]:
-    """Create the unprivileged user when running as root. Returns (name, created)."""
-    if os.geteuid() != 0:
-        return None, False
+def _pid_alive(pid: int) -> bool:
     try:
-        existing = pwd.getpwnam(TEST_USER)
-    except KeyError:
-        existing = None
-    if existing is None:
-        subprocess.run(
-            ["useradd", "--password", "*", "--no-create-home", "--home-dir", str(home), "--shell", "/bin/sh",
-             "--comment", TEST_USER_COMMENT, TEST_USER],
-            check=True, capture_output=True,
-        )
-        created = True
-    elif existing.pw_gecos == TEST_USER_COMMENT:
-        # left over from an interrupted run: ours, so reuse it and remove it at the end
-        subprocess.run(["usermod", "--home", str(home), TEST_USER], check=True, capture_output=True)
-        created = True
-    else:
-        created = False
-    pw = pwd.getpwnam(TEST_USER)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _remove_stale_test_users() -> None:
+    """Users left by test sessions that were killed (their pid is gone)."""
+    for pw in pwd.getpwall():
+        m = re.fullmatch(re.escape(TEST_USER_PREFIX) + r"(\d+)", pw.pw_name)
+        if m and pw.pw_gecos == TEST_USER_COMMENT and not _pid_alive(int(m.group(1))):
+            _remove_test_user(pw.pw_name)
+
+
+def _ensure_test_user(home: Path) -> Optional[str]:
+    """Create this session's unprivileged user when running as root (None otherwise).
+    One user per test session: sessions running side by side must not share one."""
+    if os.geteuid() != 0:
+        return None
+    _remove_stale_test_users()
+    name = f"{TEST_USER_PREFIX}{os.getpid()}"
+    subprocess.run(
+        ["useradd", "--password", "*", "--no-create-home", "--home-dir", str(home), "--shell", "/bin/sh",
+         "--comment", TEST_USER_COMMENT, name],
+        check=True, capture_output=True,
+    )
+    pw = pwd.getpwnam(name)
     home.mkdir(exist_ok=True)
     os.chown(home, pw.pw_uid, pw.pw_gid)
-    return TEST_USER, created
+    return name
 
 
 class SshdUnavailable(Exception):
@@ -167,9 +177,9 @@ def running_sshd():
         sudo_log = d / "sudo.log"
         sudo_log.touch()
         sudo_log.chmod(0o666)
-        unprivileged, created = _ensure_test_user(d / "home")
-        if created:
-            cleanup.callback(_remove_test_user)
+        unprivileged = _ensure_test_user(d / "home")
+        if unprivileged:
+            cleanup.callback(_remove_test_user, unprivileged)
         root_user = pwd.getpwuid(os.geteuid()).pw_name
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
@@ -231,9 +241,9 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=5)
 
 
-def _remove_test_user() -> None:
+def _remove_test_user(name: str) -> None:
     # session processes of the user may outlive sshd for a moment
     for _ in range(20):
-        if subprocess.run(["userdel", "--force", TEST_USER], capture_output=True).returncode in (0, 6):
+        if subprocess.run(["userdel", "--force", name], capture_output=True).returncode in (0, 6):
             break
         time.sleep(0.1)

@@ -278,3 +278,34 @@ def test_key_from_the_ssh_agent(sshd, tmp_path, monkeypatch):
     finally:
         agent.terminate()
         agent.wait(timeout=5)
+
+
+def test_sudo_that_wants_a_password_fails_fast_with_a_hint(sshd):
+    marker = sshd.sudo_log.with_name(sshd.sudo_log.name + ".needs-password")
+    marker.touch()
+    try:
+        with sshd.host(user=sshd.unprivileged_user) as h:
+            with pytest.raises(CommandError) as e:
+                h.run(["true"], timeout=30)
+            assert e.value.returncode == 1 and "a password is required" in e.value.details()[-1]
+            with pytest.raises(KauditError) as e:
+                h.write_file("/tmp/kaudit-never-written", b"x")
+            assert "sudo -n true" in e.value.hint
+    finally:
+        marker.unlink()
+    import os
+
+    assert not os.path.exists("/tmp/kaudit-never-written")
+
+
+def test_unresolvable_host_is_one_line(monkeypatch, sshd):
+    import socket as socket_module
+
+    def no_such_name(*args, **kwargs):
+        raise socket_module.gaierror(socket_module.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket_module, "getaddrinfo", no_such_name)  # no DNS traffic from tests
+    with pytest.raises(KauditError) as e:
+        SshHost("cp1.example.invalid", user="root", key_path=sshd.key_path, known_hosts=sshd.known_hosts_path).run(["true"])
+    assert str(e.value) == "ssh://root@cp1.example.invalid: cannot resolve host name 'cp1.example.invalid' (Name or service not known)"
+    assert "--host" in e.value.hint
