@@ -230,15 +230,20 @@ def test_phase_dry_run_plans(env, loki):  # noqa: F811
     assert out.status is Status.PLANNED and loki.url in out.message
 
 
-def test_phase_passes_with_the_stack_phases_loki_url(env, loki):  # noqa: F811
+def test_phase_port_forwards_to_the_service_the_stack_recorded(env, loki):  # noqa: F811
     from kaudit.phases.verify import run
     from kaudit.workflow import Status
 
-    tree, _ = env
-    ctx = _up_ctx(tree, facts={"loki_url": loki.url}, verify_timeout="10s")
+    tree, cluster = env
+    cluster.state["services"] = {"audit-stack/loki-gw": loki.url.split("//")[1]}
+    cluster.save()
+    facts = {"namespace": "audit-stack", "loki_service": "loki-gw", "loki_port": 3100,
+             "loki_url": "http://loki-gw.audit-stack.svc:3100"}  # in-cluster: not reachable from here
+    ctx = _up_ctx(tree, facts=facts, verify_timeout="10s")
     out = run(ctx)
     assert out.status is Status.UNCHANGED and "all checks passed" in out.message
-    assert "PASS  probe" in ctx.ui.stream.getvalue()
+    report = ctx.ui.stream.getvalue()
+    assert "PASS  probe" in report and "port-forward to svc/loki-gw in namespace audit-stack" in report
     assert ctx.node.exists("/etc/kubernetes/admin.conf")  # the node is still usable by up
 
 

@@ -1,9 +1,10 @@
 """The `verify` phase of `kaudit up`: the same checks as `kaudit verify`, on the node up just configured.
 
 Options are read with getattr from ctx.options (the `up` command's settings), so
-the phase works with whatever subset `up` offers; the Loki URL comes from
---loki-url or from the stack phase (ctx.facts["loki_url"]), else verify
-port-forwards to svc/loki itself.
+the phase works with whatever subset `up` offers. Loki is reached at --loki-url,
+else through a port-forward to the service the stack phase recorded in
+ctx.facts (namespace, loki_service, loki_port). The stack's own ``loki_url`` is
+the in-cluster address, which this machine cannot reach, so it is not used.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def run(ctx: UpContext) -> Outcome:
     from kaudit.verify.checks import FAIL, Node, Settings
 
     opts = ctx.options
-    loki_url = getattr(opts, "loki_url", None) or ctx.facts.get("loki_url")
+    loki_url = getattr(opts, "loki_url", None)
     collector = getattr(opts, "collector", None) or "auto"
     if hasattr(collector, "value"):
         collector = collector.value
@@ -43,9 +44,12 @@ def run(ctx: UpContext) -> Outcome:
         loki_tenant=getattr(opts, "loki_tenant", None),
         collector=collector,
         timeout=float(timeout),
+        loki_namespace=str(ctx.facts.get("namespace") or getattr(opts, "namespace", None) or "kaudit"),
+        loki_service=str(ctx.facts.get("loki_service") or "loki"),
+        loki_port=int(ctx.facts.get("loki_port") or 3100),
     )
     if ctx.dry_run:
-        where = loki_url or "a port-forward to svc/loki"
+        where = loki_url or f"a port-forward to svc/{settings.loki_service} in {settings.loki_namespace}"
         return Outcome.planned(f"would run the 9 verify checks on {ctx.node.name} against {where}")
 
     from kaudit.verify import session

@@ -470,7 +470,7 @@ def check_loki(ctx: VerifyContext) -> Verdict:
     from kaudit.loki_api import LokiClient
 
     s = ctx.settings
-    url = s.loki_url or ctx.facts.get("loki_url")
+    url = s.loki_url
     via = ""
     if not url:
         pf = PortForward(ctx.kube.local_kubeconfig(), s.loki_namespace, s.loki_service, s.loki_port)
