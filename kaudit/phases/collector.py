@@ -1,0 +1,174 @@
+"""`kaudit up` phase collector: what reads the audit log on each control-plane node.
+
+--collector promtail (default, as the seed): grafana/promtail chart with the rendered values.
+--collector alloy: grafana/alloy chart with the rendered config and a control-plane toleration.
+--collector shipper: kaudit's own shipper as a DaemonSet on a stock python image, its code
+delivered by a ConfigMap generated from the installed package at deploy time.
+--collector none: shipping is done elsewhere.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any, Optional
+
+from kaudit import charts
+from kaudit.core import render
+from kaudit.errors import KauditError, UsageError
+from kaudit.helm import Applied, Helm, Kubectl, parse_timeout, upgrade_install_argv
+from kaudit.hosts.base import display_command
+from kaudit.phases.stack import option, stack_name
+from kaudit.workflow import Outcome, UpContext
+
+COLLECTORS = ("promtail", "shipper", "alloy", "none")
+DEFAULT_SHIPPER_IMAGE = "python:3.12-slim"
+
+#: how verify finds each collector's pods (workload, label selector)
+WORKLOADS = {
+    "promtail": ("daemonset/promtail", "app.kubernetes.io/name=promtail"),
+    "alloy": ("daemonset/alloy", "app.kubernetes.io/name=alloy"),
+    "shipper": (f"daemonset/{charts.SHIPPER_NAME}", f"app.kubernetes.io/name={charts.SHIPPER_NAME}"),
+}
+
+#: a package __init__ for the ConfigMap: the real kaudit/__init__.py is not needed in the pod
+_PACKAGE_STUB = '"""kaudit shipper runtime (delivered by a ConfigMap)."""\n'
+
+
+def audit_log_path(ctx: UpContext) -> str:
+    for holder in (ctx.options, getattr(ctx.options, "audit", None), getattr(ctx.options, "audit_spec", None)):
+        value = getattr(holder, "log_path", None) if holder is not None else None
+        if value:
+            return str(value)
+    return str(ctx.facts.get("audit_log_path") or render.DEFAULT_LOG_PATH)
+
+
+def structured_metadata(ctx: UpContext, stack: str) -> bool:
+    """on/off/auto (default auto: on for Loki 3, off for loki-stack's Loki 2.6.1)."""
+    raw: Any = option(ctx, "structured_metadata", "auto")
+    _, supported = charts.LOKI_VERSIONS[stack]
+    if isinstance(raw, bool):
+        wanted: Optional[bool] = raw
+    else:
+        text = str(getattr(raw, "value", raw)).lower()
+        if text not in ("on", "off", "auto"):
+            raise UsageError(f"--structured-metadata: {raw!r} is not on, off or auto")
+        wanted = None if text == "auto" else text == "on"
+    if wanted and not supported:
+        version, _ = charts.LOKI_VERSIONS[stack]
+        raise UsageError(
+            f"--structured-metadata on: --stack {stack} runs Loki {version}, which rejects structured metadata",
+            "use --stack loki (Loki 3), or --structured-metadata off",
+        )
+    return supported if wanted is None else wanted
+
+
+def settings(ctx: UpContext, stack: str, namespace: str) -> render.CollectorSettings:
+    loki = ctx.facts.get("loki_url") if ctx.facts.get("namespace", namespace) == namespace else None
+    return render.CollectorSettings(
+        log_path=audit_log_path(ctx),
+        loki_url=loki or charts.loki_base_url(namespace),
+        structured_metadata=structured_metadata(ctx, stack),
+        tenant=option(ctx, "tenant", None),
+    ).checked()
+
+
+def shipper_sources() -> dict[str, str]:
+    """The shipper's files as paths under the pod's code dir -> text, read from the
+    installed package (so the pod runs exactly the kaudit that deployed it)."""
+    import kaudit.shipper as pkg
+
+    provided = getattr(pkg, "shipper_sources", None)
+    files: dict[str, str] = {}
+    if callable(provided):
+        for name, text in provided().items():
+            # relative to the code dir (kaudit/shipper/x.py); bare names are the package's own files
+            files[name if "/" in name else f"kaudit/shipper/{name}"] = text
+    else:
+        root = resources.files("kaudit.shipper")
+
+        def walk(node, prefix: str) -> None:
+            for child in node.iterdir():
+                if child.is_dir():
+                    if child.name != "__pycache__":
+                        walk(child, f"{prefix}{child.name}/")
+                elif child.name.endswith(".py"):
+                    files[f"kaudit/shipper/{prefix}{child.name}"] = child.read_text(encoding="utf-8")
+
+        walk(root, "")
+    if "kaudit/shipper/__main__.py" not in files:
+        raise KauditError(
+            "this kaudit has no runnable shipper (kaudit/shipper/__main__.py is missing)",
+            "choose --collector promtail or --collector alloy, or install a kaudit release that includes the shipper",
+        )
+    files.setdefault("kaudit/__init__.py", _PACKAGE_STUB)
+    return files
+
+
+def shipper_manifest(ctx: UpContext, s: render.CollectorSettings, namespace: str) -> str:
+    import posixpath
+
+    base = s.loki_url[: -len(render.PUSH_PATH)] if s.loki_url.endswith(render.PUSH_PATH) else s.loki_url
+    deploy = render.ShipperDeploy(
+        sources=tuple(sorted(shipper_sources().items())),
+        namespace=namespace,
+        image=str(option(ctx, "shipper_image", DEFAULT_SHIPPER_IMAGE)),
+        log_path=s.log_path,
+        loki_url=base,
+        structured_metadata=s.structured_metadata,
+        job=s.job,
+        labels=s.labels,
+        tenant=s.tenant,
+    )
+    assert posixpath.isabs(deploy.log_path)
+    return render.render_shipper_manifest(deploy)
+
+
+def namespace_object(namespace: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+
+
+def run(ctx: UpContext) -> Outcome:
+    collector = str(option(ctx, "collector", "promtail"))
+    if collector not in COLLECTORS:
+        raise UsageError(f"--collector: unknown collector {collector!r}", f"choose one of: {', '.join(COLLECTORS)}")
+    if collector == "none":
+        return Outcome.skipped("--collector none: the audit log is shipped by something else")
+    stack = stack_name(ctx)
+    namespace = str(option(ctx, "namespace", charts.NAMESPACE))
+    timeout = parse_timeout(option(ctx, "helm_timeout", None))
+    s = settings(ctx, stack, namespace)
+    workload, selector = WORKLOADS[collector]
+    ctx.facts.update(collector=collector, collector_workload=workload, collector_selector=selector, collector_namespace=namespace)
+
+    if collector == "shipper":
+        docs = render.parse_yaml_documents(shipper_manifest(ctx, s, namespace), "shipper manifest")
+        objects = [namespace_object(namespace), *docs]
+        if ctx.dry_run:
+            names = ", ".join(f"{o['kind'].lower()}/{o['metadata']['name']}" for o in objects)
+            ctx.ui.info(f"would apply with kubectl: {names} (image {option(ctx, 'shipper_image', DEFAULT_SHIPPER_IMAGE)})")
+            return Outcome.planned(f"shipper DaemonSet in namespace {namespace}")
+        with ctx.ui.step(f"shipper: DaemonSet {charts.SHIPPER_NAME} in namespace {namespace}"):
+            done = Kubectl(ctx.local, kubeconfig=ctx.kubeconfig).apply(objects, "the shipper")
+        return _outcome(done, "shipper")
+
+    chart = charts.COLLECTOR_CHARTS[collector]
+    text = render.render_collector_config("helm-values", s) if collector == "promtail" else render.alloy_chart_values(s)
+    values = render.parse_yaml(text, f"{collector} values")
+    if chart.deprecated:
+        ctx.ui.warn(f"{chart.app_version.split()[0]} reached end of life on 2026-03-02; --collector alloy is its successor")
+    if ctx.dry_run:
+        ctx.ui.info(f"would run: {display_command(upgrade_install_argv(chart, namespace, timeout, ctx.kubeconfig))}")
+        ctx.ui.detail(text)
+        return Outcome.planned(f"{collector}: {chart.ref}")
+    helm = Helm(ctx.local, kubeconfig=ctx.kubeconfig, timeout=timeout)
+    helm.require()
+    with ctx.ui.step(f"{chart.release}: {chart.ref} from {chart.repo}"):
+        done = [helm.ensure(chart, namespace, values)]
+    return _outcome(done, collector)
+
+
+def _outcome(done: list[Applied], what: str) -> Outcome:
+    summary = ", ".join(f"{a.name} {a.action}" for a in done)
+    if any(a.changed for a in done):
+        return Outcome.changed(summary)
+    return Outcome.unchanged(f"{what} already deployed: {summary}")

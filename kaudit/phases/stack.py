@@ -1,0 +1,102 @@
+"""`kaudit up` phase stack: Loki and Grafana with Helm, plus the audit dashboard.
+
+--stack loki-stack (default, as the seed): grafana/loki-stack with Grafana and its Loki
+datasource, Promtail disabled (the collector phase installs one). Deprecated, Loki 2.6.1.
+--stack loki: the community Loki chart (monolithic, filesystem, schema v13, structured
+metadata) and the Grafana chart with a Loki datasource.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kaudit import charts
+from kaudit.core import render
+from kaudit.errors import UsageError
+from kaudit.helm import Applied, Helm, Kubectl, parse_timeout, upgrade_install_argv
+from kaudit.hosts.base import display_command
+from kaudit.workflow import Outcome, UpContext
+
+
+def option(ctx: UpContext, name: str, default: Any) -> Any:
+    value = getattr(ctx.options, name, None)
+    return default if value is None else value
+
+
+def stack_name(ctx: UpContext) -> str:
+    stack = str(option(ctx, "stack", "loki-stack"))
+    if stack not in charts.STACKS:
+        raise UsageError(f"--stack: unknown stack {stack!r}", f"choose one of: {', '.join(charts.STACKS)}")
+    return stack
+
+
+def record_facts(ctx: UpContext, stack: str, namespace: str) -> None:
+    """What later phases (collector, verify) need to know about the stack."""
+    version, sm = charts.LOKI_VERSIONS[stack]
+    access = charts.GRAFANA_ACCESS[stack]
+    ctx.facts.update(
+        stack=stack,
+        namespace=namespace,
+        loki_service=charts.LOKI_SERVICE,
+        loki_port=charts.LOKI_PORT,
+        loki_url=charts.loki_base_url(namespace),
+        loki_version=version,
+        loki_structured_metadata=sm,
+        grafana_service=access.service,
+        grafana_port=access.port,
+        grafana_secret=access.secret,
+    )
+
+
+def access_lines(ctx: UpContext, stack: str, namespace: str) -> list[str]:
+    access = charts.GRAFANA_ACCESS[stack]
+    kc = f" --kubeconfig {ctx.kubeconfig}" if ctx.kubeconfig else ""
+    return [
+        "Grafana: http://localhost:3000 (dashboard \"Kubernetes audit\") once this runs:",
+        f"  kubectl{kc} -n {namespace} port-forward svc/{access.service} 3000:{access.port}",
+        "Log in as admin; the password is:",
+        f"  kubectl{kc} -n {namespace} get secret {access.secret} -o jsonpath='{{.data.{access.secret_key}}}' | base64 -d; echo",
+    ]
+
+
+def run(ctx: UpContext) -> Outcome:
+    stack = stack_name(ctx)
+    namespace = str(option(ctx, "namespace", charts.NAMESPACE))
+    timeout = parse_timeout(option(ctx, "helm_timeout", None))
+    releases = charts.STACKS[stack]
+    # render everything first: a template problem stops the phase before anything runs
+    values_text = render.stack_values(stack, namespace)
+    values = {rel: render.parse_yaml(text, f"{rel} values") for rel, text in values_text.items()}
+    dashboard = render.parse_yaml(render.render_dashboard_configmap(namespace), "dashboard ConfigMap")
+    record_facts(ctx, stack, namespace)
+
+    if stack == "loki-stack":
+        ctx.ui.warn(
+            "grafana/loki-stack is deprecated and runs Loki 2.6.1 (no structured metadata); "
+            "--stack loki installs Loki 3 from the community chart"
+        )
+
+    if ctx.dry_run:
+        for chart in releases:
+            ctx.ui.info(f"would run: {display_command(upgrade_install_argv(chart, namespace, timeout, ctx.kubeconfig))}")
+            ctx.ui.detail(values_text[chart.release])
+        ctx.ui.info(f"would apply: configmap/{charts.DASHBOARD_CONFIGMAP} (Grafana dashboard) in namespace {namespace}")
+        return Outcome.planned(f"{stack}: " + ", ".join(c.ref for c in releases))
+
+    helm = Helm(ctx.local, kubeconfig=ctx.kubeconfig, timeout=timeout)
+    version = helm.require()
+    ctx.ui.detail(f"helm {version}")
+    done: list[Applied] = []
+    for chart in releases:
+        with ctx.ui.step(f"{chart.release}: {chart.ref} from {chart.repo}"):
+            done.append(helm.ensure(chart, namespace, values[chart.release]))
+        ctx.ui.detail(done[-1].detail)
+    done += Kubectl(ctx.local, kubeconfig=ctx.kubeconfig).apply([dashboard], "the Grafana dashboard")
+
+    for line in access_lines(ctx, stack, namespace):
+        ctx.ui.info(line)
+    ctx.facts["grafana_access"] = access_lines(ctx, stack, namespace)
+    summary = ", ".join(f"{a.name} {a.action}" for a in done)
+    if any(a.changed for a in done):
+        return Outcome.changed(summary)
+    return Outcome.unchanged(f"{stack} already installed ({', '.join(c.ref for c in releases)}); dashboard unchanged")

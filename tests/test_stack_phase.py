@@ -1,0 +1,182 @@
+"""The stack phase of `kaudit up` against the helm and kubectl doubles."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+from ruamel.yaml import YAML
+
+from kaudit import charts
+from kaudit.core import render
+from kaudit.errors import KauditError, PhaseError
+from kaudit.phases import stack
+from kaudit.workflow import PHASES, Status, run_phase
+from cluster_doubles import Cluster, argv_option, out
+
+STACK_PHASE = next(p for p in PHASES if p.name == "stack")
+
+
+def yaml(text):
+    return YAML(typ="safe", pure=True).load(text)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    return Cluster.make(tmp_path)
+
+
+def test_loki_stack_installs_with_grafana_and_without_promtail(cluster):
+    ctx = cluster.context(SimpleNamespace(stack="loki-stack", namespace="kaudit", helm_timeout="10m"))
+    outcome = run_phase(STACK_PHASE, ctx)
+    assert outcome.status is Status.CHANGED
+
+    calls = [c["argv"] for c in cluster.helm_calls()]
+    assert calls[0] == ["helm", "version", "--short"]
+    [up] = cluster.upgrades()
+    kc = str(cluster.root / "kubeconfig")
+    assert up["argv"] == [
+        "helm", "upgrade", "--install", "loki", "loki-stack", "--repo", "https://grafana.github.io/helm-charts",
+        "--version", "2.10.3", "--namespace", "kaudit", "--create-namespace", "--wait", "--timeout", "10m0s",
+        "-f", "-", "--kubeconfig", kc,
+    ]
+    values = json.loads(up["stdin"])
+    assert values == yaml(render.stack_values("loki-stack", "kaudit")["loki"])
+    assert values["promtail"]["enabled"] is False
+    assert values["grafana"]["enabled"] is True and values["grafana"]["sidecar"]["datasources"]["enabled"] is True
+    assert values["loki"]["enabled"] is True
+
+    [apply] = cluster.kubectl_calls()
+    assert apply["argv"] == ["kubectl", "--kubeconfig", kc, "apply", "-f", "-"]
+    [cm] = json.loads(apply["stdin"])["items"]
+    assert cm["metadata"]["name"] == charts.DASHBOARD_CONFIGMAP and cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+
+    text = out(ctx)
+    assert "deprecated and runs Loki 2.6.1" in text
+    assert f"kubectl --kubeconfig {kc} -n kaudit port-forward svc/loki-grafana 3000:80" in text
+    assert "get secret loki-grafana -o jsonpath='{.data.admin-password}' | base64 -d" in text
+    assert "http://localhost:3000" in text
+    assert ctx.facts["loki_version"] == "2.6.1" and ctx.facts["loki_structured_metadata"] is False
+    assert ctx.facts["loki_service"] == "loki" and ctx.facts["loki_port"] == 3100
+    assert ctx.facts["loki_url"] == "http://loki.kaudit.svc:3100"
+
+
+def test_second_run_changes_nothing_and_says_so(cluster):
+    opts = SimpleNamespace(stack="loki-stack")
+    assert stack.run(cluster.context(opts)).status is Status.CHANGED
+    before = cluster.helm_state()
+    n_calls = len(cluster.helm_calls())
+    outcome = stack.run(cluster.context(opts))
+    assert outcome.status is Status.UNCHANGED and "already installed" in outcome.message
+    second = [c["argv"][1:3] for c in cluster.helm_calls()[n_calls:]]
+    assert ["upgrade", "--install"] not in second
+    assert ["list", "--namespace"] in second and ["get", "values"] in second
+    assert cluster.helm_state() == before
+    assert cluster.kubectl_calls()[-1]["argv"][-3:] == ["apply", "-f", "-"]
+
+
+def test_drifted_release_is_upgraded(cluster):
+    opts = SimpleNamespace(stack="loki-stack")
+    stack.run(cluster.context(opts))
+    state = cluster.helm_state()
+    state["releases"]["kaudit/loki"]["values"]["grafana"]["enabled"] = False  # someone changed it by hand
+    cluster.set_helm_state(state)
+    outcome = stack.run(cluster.context(opts))
+    assert outcome.status is Status.CHANGED and "loki upgraded" in outcome.message
+    assert len(cluster.upgrades()) == 2
+    assert cluster.helm_state()["releases"]["kaudit/loki"]["row"]["revision"] == "2"
+
+    state = cluster.helm_state()
+    state["releases"]["kaudit/loki"]["row"]["chart"] = "loki-stack-2.9.0"  # an older chart version
+    cluster.set_helm_state(state)
+    assert stack.run(cluster.context(opts)).status is Status.CHANGED
+    assert cluster.helm_state()["releases"]["kaudit/loki"]["row"]["chart"] == "loki-stack-2.10.3"
+
+
+def test_loki_stack_option_installs_community_loki_and_grafana(cluster):
+    ctx = cluster.context(SimpleNamespace(stack="loki", namespace="audit"))
+    assert stack.run(ctx).status is Status.CHANGED
+    ups = cluster.upgrades()
+    assert [(u["argv"][3], u["argv"][4], argv_option(u["argv"], "--version"), argv_option(u["argv"], "--repo")) for u in ups] == [
+        ("loki", "loki", "12.0.1", "https://grafana-community.github.io/helm-charts"),
+        ("grafana", "grafana", charts.GRAFANA.version, "https://grafana-community.github.io/helm-charts"),
+    ]
+    assert all(argv_option(u["argv"], "--namespace") == "audit" for u in ups)
+    loki = json.loads(ups[0]["stdin"])
+    assert loki["deploymentMode"] == "Monolithic"
+    assert loki["loki"]["commonConfig"]["replication_factor"] == 1
+    assert loki["loki"]["storage"]["type"] == "filesystem"
+    [schema] = loki["loki"]["schemaConfig"]["configs"]
+    assert schema["schema"] == "v13" and schema["store"] == "tsdb"
+    assert loki["loki"]["limits_config"]["allow_structured_metadata"] is True
+    assert loki["singleBinary"]["replicas"] == 1
+    assert all(loki[t]["replicas"] == 0 for t in ("read", "write", "backend"))
+    grafana = json.loads(ups[1]["stdin"])
+    [ds] = grafana["datasources"]["datasources.yaml"]["datasources"]
+    assert ds["type"] == "loki" and ds["url"] == "http://loki.audit.svc:3100"
+    assert "deprecated" not in out(ctx)
+    assert "svc/grafana 3000:80" in out(ctx) and "get secret grafana " in out(ctx)
+    assert ctx.facts["loki_structured_metadata"] is True and ctx.facts["loki_version"].startswith("3.")
+    assert stack.run(cluster.context(SimpleNamespace(stack="loki", namespace="audit"))).status is Status.UNCHANGED
+
+
+def test_helm_missing_is_a_clear_error(tmp_path):
+    cluster = Cluster.make(tmp_path, helm=False)
+    with pytest.raises(PhaseError) as e:
+        run_phase(STACK_PHASE, cluster.context())
+    assert e.value.message == "[stack] helm is not installed on local"
+    assert "https://helm.sh/docs/intro/install/" in e.value.hint
+    assert cluster.kubectl_calls() == []
+
+
+def test_helm_2_is_refused(cluster):
+    with pytest.raises(KauditError, match="helm v2.17.0 is too old"):
+        stack.run(cluster.context(HELM_DOUBLE_VERSION='Client: &version.Version{SemVer:"v2.17.0", GitCommit:"a690bad"}'))
+    assert cluster.upgrades() == []
+
+
+def test_failed_upgrade_surfaces_helms_stderr_and_is_retried(cluster):
+    with pytest.raises(PhaseError) as e:
+        run_phase(STACK_PHASE, cluster.context(HELM_DOUBLE_FAIL="loki"))
+    assert "Error: INSTALLATION FAILED: context deadline exceeded" in e.value.message
+    assert "helm status loki -n kaudit" in e.value.hint
+    assert cluster.kubectl_calls() == [], "nothing is applied after a failed install"
+    # the release is recorded as failed, so the next run upgrades instead of calling it done
+    assert stack.run(cluster.context()).status is Status.CHANGED
+    assert len(cluster.upgrades()) == 2
+    with pytest.raises(KauditError, match="Error: UPGRADE FAILED: context deadline exceeded"):
+        state = cluster.helm_state()
+        state["releases"]["kaudit/loki"]["values"] = {}
+        cluster.set_helm_state(state)
+        stack.run(cluster.context(HELM_DOUBLE_FAIL="loki"))
+
+
+def test_unreachable_cluster_is_reported(cluster):
+    ctx = cluster.context()
+    ctx.kubeconfig = cluster.root / "missing-kubeconfig"
+    with pytest.raises(KauditError) as e:
+        stack.run(ctx)
+    assert "cannot list Helm releases in namespace kaudit" in e.value.message
+    assert "missing-kubeconfig" in e.value.message + e.value.hint
+
+
+def test_dry_run_prints_the_plan_and_runs_nothing(cluster):
+    ctx = cluster.context(SimpleNamespace(stack="loki"), dry_run=True)
+    outcome = stack.run(ctx)
+    assert outcome.status is Status.PLANNED
+    assert cluster.helm_calls() == [] and cluster.kubectl_calls() == []
+    text = out(ctx)
+    assert "would run: helm upgrade --install loki loki --repo https://grafana-community.github.io/helm-charts --version 12.0.1" in text
+    assert "would run: helm upgrade --install grafana grafana" in text
+    assert "would apply: configmap/kaudit-dashboards" in text
+
+
+def test_without_kubeconfig_helm_uses_its_default(cluster):
+    stack.run(cluster.context(kubeconfig=False))
+    assert all("--kubeconfig" not in c["argv"] for c in cluster.helm_calls())
+
+
+def test_unknown_stack_is_a_usage_error(cluster):
+    with pytest.raises(KauditError, match="unknown stack"):
+        stack.run(cluster.context(SimpleNamespace(stack="elk")))
