@@ -363,9 +363,16 @@ def test_manifest_diff():
             "    - --audit-log-path\n    - /var/log/a.log\n",
             r"^m\.yaml:7:7: spec\.containers\[0\]\.command\[1\]: --audit-log-path has its value in the next list item",
         ),
+        ("kind: Pod\nspec: {}\nkind: Pod\n", r"^m\.yaml:3:1: duplicate key 'kind'"),
+        (
+            "kind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    command: [kube-apiserver]\n    volumeMounts: x\n",
+            r"^m\.yaml:6:19: spec\.containers\[0\]\.volumeMounts: not a list",
+        ),
+        ("kind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    command: 5\n", r"^m\.yaml:5:14: spec\.containers\[0\]\.command: not a list"),
+        ("kind: Pod\nspec: 3\n", r"^m\.yaml: spec: missing or not a mapping"),
     ],
     ids=["yaml", "tab", "two-docs", "empty", "list", "deployment", "no-apiserver", "no-command", "dup-flag", "not-hostpath",
-         "separate-value"],
+         "separate-value", "duplicate-key", "mounts-not-list", "command-not-list", "spec-not-mapping"],
 )
 def test_bad_input_names_the_problem_and_where(text, message):
     with pytest.raises(ManifestError) as e:

@@ -160,7 +160,29 @@ def _compose(text: str, source: str):
             "a static pod manifest holds one Pod",
             "pass the kube-apiserver manifest alone (/etc/kubernetes/manifests/kube-apiserver.yaml)",
         )
+    _refuse_duplicate_keys(docs[0], source)
     return docs[0]
+
+
+def _refuse_duplicate_keys(node, source: str) -> None:
+    """ruamel's composer keeps both copies of a repeated key; which one counts would be
+    anyone's guess, so name the second one."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if _is_map(n):
+            seen = set()
+            for k, v in n.value:
+                if _is_scalar(k):
+                    if k.value in seen:
+                        raise ManifestError(
+                            f"{source}:{k.start_mark.line + 1}:{k.start_mark.column + 1}: duplicate key {k.value!r}",
+                            "delete one of the two",
+                        )
+                    seen.add(k.value)
+                stack.append(v)
+        elif _is_seq(n):
+            stack.extend(n.value)
 
 
 def _is_map(node) -> bool:
@@ -545,7 +567,8 @@ class _Manifest:
             return None, None, []
         k, seq = kv
         if not _is_seq(seq):
-            raise ManifestError(f"{self.where(seq)}: {key}: not a list")
+            path = f"{self.cpath}.{key}" if mapping is self.container else f"spec.{key}"
+            raise ManifestError(f"{self.where(seq)}: {path}: not a list", f"write it as a list, or {key}: []")
         return k, seq, [(i, item, _str((_get(item, "name") or (None, None))[1]) if _is_map(item) else None)
                         for i, item in enumerate(seq.value)]
 
