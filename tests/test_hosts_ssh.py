@@ -309,3 +309,13 @@ def test_unresolvable_host_is_one_line(monkeypatch, sshd):
         SshHost("cp1.example.invalid", user="root", key_path=sshd.key_path, known_hosts=sshd.known_hosts_path).run(["true"])
     assert str(e.value) == "ssh://root@cp1.example.invalid: cannot resolve host name 'cp1.example.invalid' (Name or service not known)"
     assert "--host" in e.value.hint
+
+
+def test_reconnects_after_the_connection_dropped(sshd, tmp_path):
+    with sshd.host() as h:
+        assert h.run(["true"]).ok
+        h.connect().get_transport().close()  # as if the node had rebooted between commands
+        assert h.run(["echo", "back"]).out == "back\n"
+        h.connect().get_transport().close()
+        h.write_file(str(tmp_path / "f"), b"x")
+        assert (tmp_path / "f").read_bytes() == b"x"

@@ -135,7 +135,10 @@ class SshHost(Host):
     def connect(self) -> paramiko.SSHClient:
         """Connect (once) and return the client; every failure is one KauditError."""
         if self._client is not None:
-            return self._client
+            transport = self._client.get_transport()
+            if transport is not None and transport.is_active():
+                return self._client
+            self.close()  # dropped (node rebooted, NAT timeout): connect again
         pkey = self._load_key()
         client = paramiko.SSHClient()
         if self.system_known_hosts is not None and self.system_known_hosts.is_file():
@@ -225,6 +228,8 @@ class SshHost(Host):
         return client
 
     def _sftp_client(self) -> paramiko.SFTPClient:
+        if self._sftp is not None and self._client is not None and not self._client.get_transport().is_active():
+            self.close()
         if self._sftp is None:
             try:
                 self._sftp = self.connect().open_sftp()
@@ -248,13 +253,17 @@ class SshHost(Host):
         if sudo and not self.is_root:
             argv = ["sudo", "-n", "--", *argv]
         command = shell_join(argv)
-        client = self.connect()
-        try:
-            chan = client.get_transport().open_session(timeout=self.connect_timeout)
-            chan.exec_command(command)
-        except (paramiko.SSHException, OSError, EOFError) as e:
-            self.close()
-            raise KauditError(f"{self.name}: cannot start a command: {e}", "check the connection and rerun") from None
+        for attempt in (1, 2):
+            client = self.connect()
+            try:
+                chan = client.get_transport().open_session(timeout=self.connect_timeout)
+                chan.exec_command(command)
+                break
+            except (paramiko.SSHException, OSError, EOFError, AttributeError) as e:
+                # the connection died between commands: one fresh connection, then give up
+                self.close()
+                if attempt == 2:
+                    raise KauditError(f"{self.name}: cannot start a command: {e}", "check the connection and rerun") from None
 
         sender = None
         if input:
