@@ -67,14 +67,18 @@ class Instance:
         return kubeconfig_path(self.dir)
 
     def summary(self) -> str:
-        parts = [self.status]
+        """"Running, 4 CPUs, 4 GiB memory, 100 GiB disk"."""
+        return ", ".join([self.status, *self.resources()])
+
+    def resources(self) -> list[str]:
+        parts = []
         if self.cpus:
             parts.append(f"{self.cpus} CPUs")
         if self.memory:
             parts.append(f"{self.memory / GiB:g} GiB memory")
         if self.disk:
             parts.append(f"{self.disk / GiB:g} GiB disk")
-        return ", ".join(parts)
+        return parts
 
 
 def kubeconfig_path(instance_dir: Union[str, Path]) -> Path:
@@ -225,7 +229,7 @@ class Lima:
                               cpus=None if cpus is None else int(cpus), memory_gib=memory_gib, disk_gib=disk_gib)
             return None, StartPlan("create", tuple(argv), f"VM {name} does not exist")
         if inst.status == "Running":
-            return inst, StartPlan("none", (), f"VM {name} is running ({inst.summary()})")
+            return inst, StartPlan("none", (), f"VM {name} is running ({', '.join(inst.resources())})")
         if inst.status == "Stopped":
             return inst, StartPlan("start", (self.limactl, "start", "--tty=false", name), f"VM {name} is stopped")
         hint = (

@@ -32,7 +32,7 @@ def starts(fake_lima):
 def test_creates_the_vm_from_the_k8s_template(fake_lima):
     ctx, out = context()
     outcome = run_phase(VM, ctx)
-    assert outcome.status == Status.CHANGED and outcome.message.startswith("VM k8s created (Running, 4 CPUs")
+    assert outcome.status == Status.CHANGED and outcome.message == "VM k8s created (4 CPUs, 4 GiB memory, 100 GiB disk)"
     assert starts(fake_lima) == [["start", "--name=k8s", "--tty=false", "template:k8s"]]
     kubeconfig = fake_lima.home / "k8s/copied-from-guest/kubeconfig.yaml"
     assert ctx.kubeconfig == kubeconfig and kubeconfig.is_file()
@@ -46,7 +46,8 @@ def test_second_run_reuses_the_running_vm(fake_lima):
     run_phase(VM, context()[0])
     ctx, _ = context()
     outcome = run_phase(VM, ctx)
-    assert outcome.status == Status.UNCHANGED and "is running" in outcome.message
+    assert outcome.status == Status.UNCHANGED
+    assert outcome.message == "VM k8s is running (4 CPUs, 4 GiB memory, 100 GiB disk)"
     assert len(starts(fake_lima)) == 1
     assert ctx.kubeconfig is not None
 

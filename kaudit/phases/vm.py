@@ -48,7 +48,7 @@ def run(ctx: UpContext) -> Outcome:
         inst = _while_ticking(ctx, lambda: lima.ensure(node.instance, plan))
     _note_kubeconfig(ctx, inst)
     done = "created" if plan.action == "create" else "started"
-    msg = f"VM {node.instance} {done} ({inst.summary()})"
+    msg = f"VM {node.instance} {done} ({', '.join(inst.resources())})"
     if "lima_kubeconfig" in ctx.facts:
         ctx.ui.info(kubeconfig_message(ctx.facts["lima_kubeconfig"]))
     return Outcome.changed(msg)
