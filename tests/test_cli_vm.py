@@ -73,3 +73,29 @@ def test_vm_status(cli, fake_lima):
     assert got["kubeconfig"] == str(d / "copied-from-guest/kubeconfig.yaml")
     r = cli(["vm", "status"])
     assert r.code == 0 and "lima:k8s: Running, 2 CPUs" in r.out and "export KUBECONFIG=" in r.out
+
+
+def test_kaudit_up_only_vm_creates_then_reports_no_change(cli, fake_lima):
+    r = cli(["up", "--only", "vm", "--dry-run"])
+    assert r.code == 0, r.err
+    assert "would run: limactl start --name=k8s --tty=false template:k8s" in r.err
+    assert fake_lima.status("k8s") is None
+
+    r = cli(["up", "--only", "vm", "--lima-cpus", "2", "--lima-memory", "6"])
+    assert r.code == 0, r.err
+    assert "VM k8s created (2 CPUs, 6 GiB memory, 100 GiB disk)" in r.err
+    kubeconfig = fake_lima.home / "k8s/copied-from-guest/kubeconfig.yaml"
+    assert f'export KUBECONFIG="{kubeconfig}"' in r.err
+
+    r = cli(["up", "--only", "vm"])
+    assert r.code == 0, r.err
+    assert "VM k8s is running (2 CPUs, 6 GiB memory, 100 GiB disk)" in r.err
+    assert len([c for c in fake_lima.calls if c[0] == "start"]) == 1
+
+
+def test_kaudit_up_shows_limactls_failure(cli, fake_lima):
+    fake_lima.update(fail_start='did not receive an event with the "running" status')
+    r = cli(["up", "--only", "vm"])
+    assert r.code == 1
+    assert 'error: [vm] creating Lima VM k8s failed (limactl start exit 1): did not receive an event with the "running" status' in r.err
+    assert "hint: see " in r.err and "Traceback" not in r.err
