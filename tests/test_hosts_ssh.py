@@ -319,3 +319,19 @@ def test_reconnects_after_the_connection_dropped(sshd, tmp_path):
         h.connect().get_transport().close()
         h.write_file(str(tmp_path / "f"), b"x")
         assert (tmp_path / "f").read_bytes() == b"x"
+
+
+def test_cli_refuses_an_unknown_host_key_then_records_it_with_the_flag(cli, sshd, tmp_path):
+    """The --ssh-* options reach the SSH host through a real command (diff-manifest)."""
+    known = tmp_path / "known_hosts"
+    base = ["diff-manifest", "--host", sshd.url, "--ssh-key", sshd.key_path, "--ssh-known-hosts", known]
+    r = cli(base)
+    assert r.code == 1
+    lines = r.err.strip().splitlines()
+    assert lines[0].startswith(f"error: {sshd.url}: host key ssh-ed25519 SHA256:") and lines[0].endswith("refusing to connect")
+    assert lines[1].startswith("hint: ") and "--ssh-accept-new-host-key" in lines[1]
+    assert "Traceback" not in r.err and not known.exists()
+
+    r = cli([*base, "--ssh-accept-new-host-key"])
+    assert "refusing" not in r.err and "Traceback" not in r.err
+    assert known.read_text() == f"[127.0.0.1]:{sshd.port} {sshd.host_key_pub}\n"
