@@ -136,3 +136,21 @@ def test_drop_reasons_from_lokis_400_text():
     assert drop_reasons(text, 5) == {"line_too_long": 2, "greater_than_max_sample_age": 1}
     assert drop_reasons("something else", 7) == {"bad_request": 7}
     assert drop_reasons("...: array must contains 2 values, error found", 3) == {"structured_metadata_unsupported": 1}
+
+
+def test_bodies_are_cut_from_the_raw_bytes_like_a_full_reparse_would():
+    enc = Encoder(max_line_bytes=256 * 1024)
+    fast = enc._shrink_fast(LARGE)
+    assert fast is not None and len(fast) < 256 * 1024
+    # everything but the bodies is byte for byte what the apiserver wrote
+    head = LARGE[: LARGE.find(b',"requestObject":')]
+    assert fast.startswith(head) and fast.endswith(LARGE[LARGE.rfind(b',"requestReceivedTimestamp":'):])
+    full = json.loads(LARGE)
+    for k in ("requestObject", "responseObject"):
+        del full[k]
+    full[TRUNCATED_KEY] = {"removed": ["requestObject", "responseObject"], "originalBytes": len(LARGE)}
+    assert json.loads(fast) == full
+    # a line without kube-apiserver's shape takes the full parse and gets the same result
+    reordered = json.dumps(dict(reversed(list(json.loads(LARGE).items()))), separators=(",", ":")).encode()
+    assert enc._shrink_fast(reordered) is None
+    assert json.loads(enc.encode(reordered).line.replace(b'\\"', b'"').replace(b"\\\\", b"\\"))[TRUNCATED_KEY]["removed"] == ["requestObject", "responseObject"]

@@ -44,12 +44,18 @@ _HEAD = re.compile(
 _TAIL = re.compile(
     rb',"stageTimestamp":"(?P<ts>[^"\\]*)"(?:,"annotations":(?P<ann>\{(?:"' + _STR + rb'":"' + _STR + rb'",?)*\}))?\}[ \t\r]*'
 )
+_RECEIVED_TAIL = re.compile(rb',"requestReceivedTimestamp":"[^"\\]*"' + _TAIL.pattern)
 _FLAT_OBJ = re.compile(rb'\{(?:"' + _STR + rb'":"' + _STR + rb'",?)*\}')
 _CODE = re.compile(rb'"code":(\d+)')
+_NAMESPACE = re.compile(rb'"namespace":"(' + _STR + rb')"')
+_RESOURCE = re.compile(rb'"resource":"(' + _STR + rb')"')
+_STRING_AT = re.compile(rb'"(' + _STR + rb')"')
+_KV = re.compile(rb'"([^"\\]*)":"(' + _STR + rb')"')
 _DECISION = re.compile(rb'"authorization\.k8s\.io/decision":"(' + _STR + rb')"')
 _CTRL_BYTES = bytes(range(32))
 _TS = re.compile(rb"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z")
 
+_FAST_MD_ORDER = ("audit_id", "user", "namespace", "resource", "code", "decision")
 _HEAD_FIELDS = ("audit_level", "audit_id", "stage", "verb", "user")
 _OBJREF_FIELDS = {"namespace": "namespace", "resource": "resource", "subresource": "subresource", "name": "name", "api_group": "apiGroup"}
 
@@ -105,7 +111,7 @@ def _escape(line: bytes) -> bytes:
     return line.replace(b'"', b'\\"')
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     """One encoded Loki entry. `line` is already JSON-string-escaped; `md` is a JSON object or b''."""
 
@@ -156,7 +162,19 @@ class Encoder:
         self._need_mid = bool(self._need & (set(_OBJREF_FIELDS) | {"code"}))
         self._need_ann = "decision" in self._need
         self._no_labels = (None,) * len(self.labels)
-        self._objref = [(n, k) for n, k in _OBJREF_FIELDS.items() if n in self._need]
+        # labels and metadata the flat path in encode() can take from _HEAD's groups alone
+        self._head_labels = None
+        if set(self.labels) <= {"audit_level", "stage", "verb"} and tuple(F.STRUCTURED_METADATA) == _FAST_MD_ORDER:
+            names = self.labels
+            if len(names) == 0:
+                self._head_labels = lambda m: ()
+            elif len(names) == 1:
+                self._head_labels = lambda m, n=names[0]: (m.group(n),)
+            else:
+                self._head_labels = lambda m, ns=names: m.group(*ns)
+        self._objref = [(n, k.encode()) for n, k in _OBJREF_FIELDS.items() if n in self._need]
+        self._need_code = "code" in self._need
+        self._md_prefix = [(n, b'"%b":"' % n.encode()) for n in F.STRUCTURED_METADATA]
 
     # ------------------------------------------------------------------ public
     def encode(self, line: bytes, read_ns: int | None = None) -> Entry:
@@ -164,6 +182,18 @@ class Encoder:
         self.counters.events += 1
         if len(line) > self.max_line_bytes:
             line = self._shrink(line)
+        if self._head_labels is not None:  # the common case, kept flat: this runs per event
+            m = _HEAD.match(line)
+            if m is not None:
+                t = line.rfind(b',"stageTimestamp":"')
+                tm = _TAIL.fullmatch(line, t) if t > 0 else None
+                if tm is not None:
+                    ts = self._ts.ns(tm.group(1))
+                    if ts is not None:
+                        stream = self._head_labels(m)
+                        md = self._fast_metadata(line, m, t, tm) if self.structured_metadata else b""
+                        if md is not None:
+                            return Entry(stream, ts, _escape(line), md, len(line))
         vals = self._fast_fields(line)
         if vals is None:
             vals = self._slow_fields(line)
@@ -175,16 +205,56 @@ class Encoder:
         if ts is None:
             ts = read_ns if read_ns is not None else time.time_ns()
         stream = tuple(vals.get(n) for n in self.labels)
-        md = b""
-        if self.structured_metadata:
-            md = self._metadata(vals)
+        md = self._metadata(vals) if self.structured_metadata else b""
         return Entry(stream, ts, _escape(line), md, len(line))
+
+    def _fast_metadata(self, line: bytes, m, t: int, tm) -> bytes | None:
+        """Structured metadata straight from the raw bytes, in F.STRUCTURED_METADATA's order.
+
+        Values stay JSON-escaped as the apiserver wrote them, so they are pasted, not encoded.
+        A key pattern such as "namespace":" with unescaped quotes cannot occur inside a JSON
+        string, so a match inside the objectRef span is objectRef's own key."""
+        head_end = m.end()
+        end = t
+        p = line.find(b',"requestObject":{', head_end, end)
+        if p >= 0:
+            end = p
+        p = line.find(b',"responseObject":{', head_end, end)
+        if p >= 0:
+            end = p
+        aid = m.group(2)
+        parts = [b'"audit_id":"' + aid + b'"'] if aid else []
+        user = m.group(5)
+        if user:
+            parts.append(b'"user":"' + user + b'"')
+        rs = line.find(b',"responseStatus":{', head_end, end)
+        p = line.find(b',"objectRef":{', head_end, rs if rs >= 0 else end)
+        if p >= 0:
+            ref_end = rs if rs >= 0 else end
+            v = _NAMESPACE.search(line, p, ref_end)
+            if v is not None and v.end(1) > v.start(1):
+                parts.append(b'"namespace":"' + v.group(1) + b'"')
+            v = _RESOURCE.search(line, p, ref_end)
+            if v is not None and v.end(1) > v.start(1):
+                parts.append(b'"resource":"' + v.group(1) + b'"')
+        if rs >= 0:
+            v = _CODE.search(line, rs, end)
+            if v is not None:
+                parts.append(b'"code":"' + v.group(1) + b'"')
+        ann = tm.group(2)
+        if ann is not None:
+            d = ann.find(b'"authorization.k8s.io/decision":"')
+            if d >= 0:
+                v = _STRING_AT.match(ann, d + 32)
+                if v is not None and v.end(1) > v.start(1):
+                    parts.append(b'"decision":"' + v.group(1) + b'"')
+        return b"{" + b",".join(parts) + b"}" if parts else b""
 
     def stream_labels(self, stream: tuple) -> dict[str, str]:
         out = dict(self.static)
         for name, v in zip(self.labels, stream):
-            if v not in (None, b"", ""):
-                out[name] = _json_str_bytes(v) if isinstance(v, bytes) else str(v)
+            if v:
+                out[name] = _json_str_bytes(v)
         return out
 
     def stream_json(self, stream: tuple) -> bytes:
@@ -201,48 +271,52 @@ class Encoder:
             vals = self._slow_fields(line)
         if vals is None:
             return None
-        return {k: (_json_str_bytes(v) if isinstance(v, bytes) else v) for k, v in vals.items() if v is not None}
+        return {k: (_json_str_bytes(v) if isinstance(v, bytes) else v) for k, v in vals.items() if v}
 
     # ------------------------------------------------------------------ parsing
     def _fast_fields(self, line: bytes) -> dict | None:
+        """Values as raw JSON string content (bytes, still escaped), ts as int; None if the
+        line does not have kube-apiserver's exact shape."""
         m = _HEAD.match(line)
-        if not m:
+        if m is None:
             return None
         t = line.rfind(b',"stageTimestamp":"')
         tm = _TAIL.fullmatch(line, t) if t > 0 else None
-        if not tm:
+        if tm is None:
             return None
-        ts = self._ts.ns(tm.group("ts"))
+        ts = self._ts.ns(tm.group(1))
         if ts is None:
             return None
         vals = m.groupdict()
         vals["ts"] = ts
         if self._need_mid:
             end = t
+            head_end = m.end()
             for key in (b',"requestObject":{', b',"responseObject":{'):
-                p = line.find(key, m.end(), end)
+                p = line.find(key, head_end, end)
                 if p >= 0:
                     end = p
-            p = line.find(b',"objectRef":{', m.end(), end)
-            if p >= 0:
-                om = _FLAT_OBJ.match(line, p + 13)
-                if not om:
-                    return None
-                ref = json.loads(om.group())
-                for name, key in self._objref:
-                    v = ref.get(key)
-                    vals[name] = v if v else None
-            p = line.find(b',"responseStatus":{', m.end(), end)
-            if p >= 0:
-                cm = _CODE.search(line, p, end)
-                vals["code"] = int(cm.group(1)) if cm else None
+            if self._objref:
+                p = line.find(b',"objectRef":{', head_end, end)
+                if p >= 0:
+                    om = _FLAT_OBJ.match(line, p + 13)
+                    if om is None:
+                        return None
+                    ref = dict(_KV.findall(om.group()))
+                    for name, key in self._objref:
+                        vals[name] = ref.get(key) or None
+            if self._need_code:
+                p = line.find(b',"responseStatus":{', head_end, end)
+                cm = _CODE.search(line, p, end) if p >= 0 else None
+                vals["code"] = cm.group(1) if cm else None
         if self._need_ann:
-            ann = tm.group("ann")
+            ann = tm.group(2)
             dm = _DECISION.search(ann) if ann else None
             vals["decision"] = dm.group(1) if dm else None
         return vals
 
     def _slow_fields(self, line: bytes) -> dict | None:
+        """The same values from a full JSON parse (any key order, v1beta1, edited events)."""
         self.counters.slow_path += 1
         try:
             ev = _loads(line)
@@ -253,7 +327,12 @@ class Encoder:
         vals: dict = {}
         for name in self._need:
             v = F.extract(ev, F.BY_NAME[name])
-            vals[name] = v if isinstance(v, (str, int)) and not isinstance(v, bool) and v != "" else None
+            if isinstance(v, bool) or v == "" or not isinstance(v, (str, int)):
+                vals[name] = None
+            elif isinstance(v, int):
+                vals[name] = str(v).encode()
+            else:
+                vals[name] = json.dumps(v, ensure_ascii=False)[1:-1].encode("utf-8", "replace")
         for key in F.TIMESTAMP_FIELDS:
             v = ev.get(key)
             if isinstance(v, str):
@@ -264,21 +343,18 @@ class Encoder:
         return vals
 
     def _metadata(self, vals: dict) -> bytes:
-        parts = []
-        for name in F.STRUCTURED_METADATA:
-            v = vals.get(name)
-            if v is None or v == b"" or v == "":
-                continue
-            if isinstance(v, bytes):  # raw JSON string content: already escaped
-                parts.append(b'"' + name.encode() + b'":"' + v + b'"')
-            else:
-                parts.append(b'"' + name.encode() + b'":' + json.dumps(str(v), ensure_ascii=False).encode())
+        get = vals.get
+        parts = [prefix + v + b'"' for name, prefix in self._md_prefix if (v := get(name))]
         return b"{" + b",".join(parts) + b"}" if parts else b""
 
     # ------------------------------------------------------------------ oversize
     def _shrink(self, line: bytes) -> bytes:
         """Fit a long event under max_line_bytes: drop request/response bodies and say so,
         keeping valid JSON; only if that is not enough, cut the bytes (counted)."""
+        out = self._shrink_fast(line)
+        if out is not None:
+            self.counters.truncated += 1
+            return out
         try:
             ev = _loads(line)
         except ValueError:
@@ -296,6 +372,28 @@ class Encoder:
         self.counters.cut += 1
         cut = line[: self.max_line_bytes]
         return cut.decode("utf-8", "ignore").encode("utf-8")  # never split a character
+
+
+    def _shrink_fast(self, line: bytes) -> bytes | None:
+        """Cut the bodies out of the raw bytes when the line has kube-apiserver's key order
+        (..., responseStatus, requestObject, responseObject, requestReceivedTimestamp, ...):
+        everything else stays byte for byte, and no 400 KB parse is needed."""
+        if not _HEAD.match(line):
+            return None
+        starts = [p for p in (line.find(b',"requestObject":{'), line.find(b',"responseObject":{')) if p > 0]
+        end = line.rfind(b',"requestReceivedTimestamp":"')
+        if not starts or end < 0 or not _RECEIVED_TAIL.fullmatch(line, end):
+            return None
+        start = min(starts)
+        if start > end:
+            return None
+        region = line[start:end]
+        removed = ["requestObject"] if region.startswith(b',"requestObject":') else []
+        if region.startswith(b',"responseObject":') or region.rfind(b',"responseObject":{') > 0:
+            removed.append("responseObject")
+        marker = json.dumps({TRUNCATED_KEY: {"removed": removed, "originalBytes": len(line)}}, separators=(",", ":"))
+        out = line[:start] + b"," + marker[1:-1].encode() + line[end:]
+        return out if len(out) <= self.max_line_bytes else None
 
 
 def render_entry(e: Entry, with_metadata: bool) -> bytes:
