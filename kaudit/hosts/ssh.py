@@ -257,13 +257,18 @@ class SshHost(Host):
             client = self.connect()
             try:
                 chan = client.get_transport().open_session(timeout=self.connect_timeout)
-                chan.exec_command(command)
                 break
             except (paramiko.SSHException, OSError, EOFError, AttributeError) as e:
                 # the connection died between commands: one fresh connection, then give up
+                # (only before exec, so a command never runs twice)
                 self.close()
                 if attempt == 2:
-                    raise KauditError(f"{self.name}: cannot start a command: {e}", "check the connection and rerun") from None
+                    raise KauditError(f"{self.name}: cannot open a session: {e}", "check the connection and rerun") from None
+        try:
+            chan.exec_command(command)
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            self.close()
+            raise KauditError(f"{self.name}: cannot start {argv[0]}: {e}", "check the connection and rerun") from None
 
         sender = None
         if input:
