@@ -86,6 +86,12 @@ def values_json(values: Any) -> bytes:
     return json.dumps(values, sort_keys=True, ensure_ascii=False).encode()
 
 
+def chart_name(ref: str) -> str:
+    """'loki-stack-2.10.3' -> 'loki-stack' (helm list prints NAME-VERSION)."""
+    m = re.match(r"(.+?)-v?\d+\.\d+\.\d+\S*$", ref)
+    return m.group(1) if m else ref
+
+
 # -- results -------------------------------------------------------------------------
 
 
@@ -179,6 +185,14 @@ class Helm:
     def ensure(self, chart: Chart, namespace: str, values: Any) -> Applied:
         """Install or upgrade the release unless it already matches."""
         same, row = self.is_current(chart, namespace, values)
+        installed_chart = chart_name(str((row or {}).get("chart", "")))
+        if row is not None and installed_chart != chart.chart:
+            # e.g. --stack loki over a loki-stack install: same release name, other chart;
+            # an in-place upgrade would fight over immutable StatefulSet selectors
+            raise KauditError(
+                f"release {chart.release} in namespace {namespace} runs chart {row.get('chart')}, not {chart.chart}",
+                f"remove it first (`helm uninstall {chart.release} -n {namespace}` or `kaudit down --purge-charts`), then rerun",
+            )
         if same:
             return Applied(chart.release, "unchanged", f"{chart.ref} already deployed with these values")
         argv = upgrade_install_argv(chart, namespace, self.timeout, self.kubeconfig)

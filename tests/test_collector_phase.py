@@ -198,3 +198,20 @@ def test_with_the_real_up_options(cluster):
     c = ds["spec"]["template"]["spec"]["containers"][0]
     assert c["image"] == "python:3.12-slim"
     assert c["args"][c["args"].index("--path") + 1] == AuditSpec().log_path
+
+
+def test_kaudit_up_stack_and_collector_twice(cli, cluster, monkeypatch, tmp_path):
+    """Through the command line: the second `kaudit up` changes nothing and says so."""
+    for k, v in cluster.env.items():
+        monkeypatch.setenv(k, v)
+    (tmp_path / "node").mkdir()
+    argv = ["up", "--host", "local", "--rootfs", tmp_path / "node", "--only", "stack,collector",
+            "--kubeconfig", cluster.root / "kubeconfig", "--stack", "loki", "--collector", "alloy"]
+    first = cli(argv)
+    assert first.code == 0, first.err
+    assert "port-forward svc/grafana 3000:80" in first.err
+    assert len(cluster.upgrades()) == 3  # loki, grafana, alloy
+    second = cli(argv)
+    assert second.code == 0, second.err
+    assert "nothing changed" in second.err
+    assert len(cluster.upgrades()) == 3

@@ -180,3 +180,21 @@ def test_without_kubeconfig_helm_uses_its_default(cluster):
 def test_unknown_stack_is_a_usage_error(cluster):
     with pytest.raises(KauditError, match="unknown stack"):
         stack.run(cluster.context(SimpleNamespace(stack="elk")))
+
+
+def test_switching_stacks_over_an_existing_release_is_refused(cluster):
+    stack.run(cluster.context(SimpleNamespace(stack="loki-stack")))
+    with pytest.raises(KauditError) as e:
+        stack.run(cluster.context(SimpleNamespace(stack="loki")))
+    assert e.value.message == "release loki in namespace kaudit runs chart loki-stack-2.10.3, not loki"
+    assert "helm uninstall loki -n kaudit" in e.value.hint
+    assert len(cluster.upgrades()) == 1
+
+
+def test_chart_name_of_a_helm_list_row():
+    from kaudit.helm import chart_name, go_duration
+
+    assert chart_name("loki-stack-2.10.3") == "loki-stack"
+    assert chart_name("loki-12.0.1") == "loki"
+    assert chart_name("alloy-1.11.1-rc.1") == "alloy"
+    assert [go_duration(s) for s in (300, 600, 45, 3725)] == ["5m0s", "10m0s", "45s", "1h2m5s"]
