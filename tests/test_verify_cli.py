@@ -308,3 +308,23 @@ def test_audit_options_say_what_the_node_should_carry(cli, env, loki):  # noqa: 
     assert checks["manifest"]["status"] == "fail" and checks["manifest"]["data"]["missing_flags"] == ["audit-log-maxsize"]
     assert checks["apiserver"]["status"] == "fail" and "--audit-log-maxsize=200" in checks["apiserver"]["detail"]
     assert checks["policy"]["status"] == "pass" and checks["audit-log"]["status"] == "pass"
+
+
+def test_terminal_run_shows_a_live_status_then_the_table(tmp_path):
+    import io
+
+    from kaudit.core.manifest import AuditSpec
+    from kaudit.hosts.local import LocalHost
+    from kaudit.ui import UI
+    from kaudit.verify import session
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    err, out = Tty(), Tty()
+    settings = session.Settings(spec=AuditSpec(), loki_url="http://127.0.0.1:9", collector="none")
+    nodes = [session.Node("local", lambda: LocalHost(tmp_path / "absent"))]
+    results, doc = session.verify(settings, nodes, ui=UI(stream=err), stream=out)
+    assert doc["exit_code"] == 4 and results[0].status == "fail"
+    assert "verify FAILED" in out.getvalue() and "reachable" in out.getvalue()

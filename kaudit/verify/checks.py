@@ -433,6 +433,7 @@ def check_collector(ctx: VerifyContext) -> Verdict:
         pods = [p for p in doc.get("items") or [] if (p.get("spec") or {}).get("nodeName")]
         if pods:
             found[name] = pods
+            break  # auto: the first collector that has pods is the one in use
     if not found:
         which = "promtail, shipper or alloy" if choice == "auto" else choice
         return failed(

@@ -29,16 +29,31 @@ def verify(
     ctx = VerifyContext(settings, nodes, LocalHost(), facts=dict(facts or {}))
     started, t0 = time.time(), time.monotonic()
 
+    status = None
+    current = {"name": "", "since": time.monotonic()}
+
     def on_start(name: str, node: Optional[str]) -> None:
-        ui.detail(f"... {name}" + (f" on {node}" if node else ""))
+        current.update(name=name + (f" on {node}" if node else ""), since=time.monotonic())
+        if status is not None:
+            status.update(f"verify: {current['name']}")
+        ui.detail(f"... {current['name']}")
 
     def on_result(r: CheckResult) -> None:
-        if not as_json and stream is not None and stream.isatty():
-            return  # the rich table follows; no duplicate lines on a terminal
         ui.detail(f"{r.status} {r.name}: {r.detail}")
 
-    ctx.progress = lambda msg: ui.tick()
-    results = run_checks(ctx, on_start=on_start, on_result=on_result)
+    def progress(msg: str) -> None:
+        if status is not None:
+            status.update(f"verify: {current['name']}: {msg}")
+
+    ctx.progress = progress
+    if ui.is_tty and not ui.quiet:
+        # a live status line on a terminal; it disappears before the table is printed
+        from rich.console import Console
+
+        with Console(file=ui.stream).status("verify") as status:
+            results = run_checks(ctx, on_start=on_start, on_result=on_result)
+    else:
+        results = run_checks(ctx, on_start=on_start, on_result=on_result)
     elapsed = time.monotonic() - t0
     doc = to_document(results, started=started, elapsed=elapsed, loki_url=ctx.loki_url)
     if stream is not None:

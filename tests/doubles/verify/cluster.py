@@ -114,6 +114,21 @@ class Cluster:
         return self.save()
 
 
+_PYTHON_DIR: list[str] = []
+
+
 def double_path() -> str:
-    """PATH with this directory (the kubectl double) first."""
-    return f"{HERE}{os.pathsep}{os.environ.get('PATH', '')}"
+    """PATH with this directory (the kubectl and crictl doubles) first, and the running
+    Python as `python3` before it (the doubles' `#!/usr/bin/env python3` then skips slow
+    version-manager shims)."""
+    if not _PYTHON_DIR:
+        import atexit
+        import shutil
+        import sys
+        import tempfile
+
+        d = tempfile.mkdtemp(prefix="kaudit-verify-python-")
+        atexit.register(shutil.rmtree, d, True)
+        os.symlink(sys.executable, os.path.join(d, "python3"))
+        _PYTHON_DIR.append(d)
+    return os.pathsep.join((_PYTHON_DIR[0], str(HERE), os.environ.get("PATH", "")))
