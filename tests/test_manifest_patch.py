@@ -413,3 +413,18 @@ def test_awkward_values_are_quoted_and_read_back_exactly(name):
     assert {"mountPath": "/var/log/kübe audit", "name": "audit-log"} in container["volumeMounts"]
     if name in FRESH:
         assert unpatch_manifest(patched, AWKWARD) == read(name)
+
+
+def test_audit_mounts_in_reports_mounts_and_volumes_by_name():
+    from kaudit.core.manifest import audit_mounts_in
+
+    table = audit_mounts_in(patch_manifest(read("kubeadm-1.36.yaml"), AuditSpec()))
+    assert table["audit"] == {
+        "mountPath": "/etc/kubernetes/audit-policy.yaml", "readOnly": "true",
+        "hostPath": "/etc/kubernetes/audit-policy.yaml", "type": "File",
+    }
+    assert table["audit-log"] == {
+        "mountPath": "/var/log/kubernetes-audit", "readOnly": None,
+        "hostPath": "/var/log/kubernetes-audit", "type": "DirectoryOrCreate",
+    }
+    assert "audit" not in audit_mounts_in(read("kubeadm-1.36.yaml"))

@@ -107,3 +107,13 @@ def test_help_has_an_example(cli):
         r = cli(argv)
         assert r.code == 0
         assert "Example: kaudit policy" in r.out
+
+
+def test_validate_reads_stdin(cli, monkeypatch):
+    import io
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: []\n")))
+    r = cli(["policy", "validate", "-"])
+    assert r.code == 1
+    assert r.err.startswith("error: <stdin>:3:1: rules: at least one rule is required")
