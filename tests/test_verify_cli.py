@@ -328,3 +328,13 @@ def test_terminal_run_shows_a_live_status_then_the_table(tmp_path):
     results, doc = session.verify(settings, nodes, ui=UI(stream=err), stream=out)
     assert doc["exit_code"] == 4 and results[0].status == "fail"
     assert "verify FAILED" in out.getvalue() and "reachable" in out.getvalue()
+
+
+def test_label_option_sets_the_expected_labels(cli, env, loki):  # noqa: F811
+    tree, _ = env
+    base = ["verify", "--rootfs", tree.root, "--loki-url", loki.url, "--timeout", "10s", "-o", "json"]
+    r = cli(base + ["--label", "verb", "--label", "resource"])
+    labels = next(c for c in json.loads(r.out)["checks"] if c["name"] == "labels")
+    assert labels["status"] == "fail" and "resource (missing in" in labels["detail"]
+    r = cli(base + ["--label", "name"])
+    assert r.code == 2 and "'name' cannot be a label" in r.err

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, List, Optional
@@ -69,6 +68,25 @@ KubeconfigOpt = Annotated[
 ]
 OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table (rich on a terminal, plain text elsewhere) or json.")]
 JobOpt = Annotated[str, typer.Option("--job", help="The job label the collector gives audit streams.")]
+LabelOpt = Annotated[
+    Optional[List[str]],
+    typer.Option(
+        "--label",
+        help="A field the collector sets as a stream label (repeatable). Default: audit_level, verb, stage.",
+        show_default=False,
+    ),
+]
+
+
+def _labels(label: Optional[List[str]]) -> tuple[str, ...]:
+    from kaudit.shipper import fields as F
+
+    labels = tuple(label) if label else F.DEFAULT_LABELS
+    try:
+        F.check_label_names(list(labels))
+    except ValueError as e:
+        raise UsageError(f"--label: {e}") from None
+    return labels
 
 
 def _validate_url(url: Optional[str]) -> None:
@@ -102,6 +120,7 @@ def verify(
     timeout: Annotated[str, typer.Option("--timeout", help="How long the probe waits for its event in Loki.")] = "60s",
     output: OutputOpt = Output.table,
     job: JobOpt = "kubernetes-audit",
+    label: LabelOpt = None,
     print_schema: Annotated[bool, typer.Option("--print-schema", help="Print the JSON Schema of --output json and exit.")] = False,
     audit_log_path: AuditLogPathOpt = DEFAULT_LOG_PATH,
     policy_path: PolicyPathOpt = DEFAULT_POLICY_PATH,
@@ -158,6 +177,7 @@ def verify(
         collector=collector.value,
         timeout=wait,
         job=job,
+        labels=_labels(label),
     )
     nodes = [session.Node(name, lambda name=name: hosts.open(name)) for name in hosts.hosts]
     results, doc = session.verify(settings, nodes, ui=ui, stream=sys.stdout, as_json=output is Output.json)
@@ -179,10 +199,7 @@ def query(
     loki_tenant: LokiTenantOpt = None,
     kubeconfig: KubeconfigOpt = None,
     job: JobOpt = "kubernetes-audit",
-    label: Annotated[
-        Optional[List[str]],
-        typer.Option("--label", help="A field the collector sets as a stream label (repeatable). Default: audit_level, verb, stage.", show_default=False),
-    ] = None,
+    label: LabelOpt = None,
     output: OutputOpt = Output.table,
     logql: Annotated[bool, typer.Option("--logql", help="Print the LogQL query and exit.")] = False,
 ) -> int:
@@ -192,15 +209,10 @@ def query(
     """
     from kaudit.cli import state
     from kaudit.query import Filters, build_logql
-    from kaudit.shipper import fields as F
     from kaudit.units import parse_duration
 
     ui = state(ctx).ui
-    labels = tuple(label) if label else F.DEFAULT_LABELS
-    try:
-        F.check_label_names(list(labels))
-    except ValueError as e:
-        raise UsageError(f"--label: {e}") from None
+    labels = _labels(label)
     filters = Filters(
         user=user, verb=verb, resource=resource, namespace=namespace, name=name,
         decision=decision.value if decision else None, code=code,

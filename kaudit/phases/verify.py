@@ -48,6 +48,9 @@ def run(ctx: UpContext) -> Outcome:
         loki_service=str(ctx.facts.get("loki_service") or "loki"),
         loki_port=int(ctx.facts.get("loki_port") or 3100),
     )
+    labels = getattr(opts, "labels", None)
+    if labels:  # the collector's label fields, when up lets the user choose them
+        settings.labels = tuple(name for name in labels if isinstance(name, str))
     if ctx.dry_run:
         where = loki_url or f"a port-forward to svc/{settings.loki_service} in {settings.loki_namespace}"
         return Outcome.planned(f"would run the 9 verify checks on {ctx.node.name} against {where}")

@@ -183,12 +183,11 @@ class PortForward:
 
 
 def collector_selectors() -> dict[str, str]:
-    """Pod label selectors of each collector kaudit installs."""
-    return {
-        "promtail": "app.kubernetes.io/name=promtail",
-        "alloy": "app.kubernetes.io/name=alloy",
-        "shipper": "app.kubernetes.io/name=kaudit-shipper",
-    }
+    """Pod label selectors of each collector kaudit installs, from the collector phase's
+    table (the one place that names the workloads it deploys)."""
+    from kaudit.phases.collector import WORKLOADS
+
+    return {name: selector for name, (_workload, selector) in WORKLOADS.items()}
 
 
 def control_plane_nodes(kube: Kubectl) -> list[str]:
