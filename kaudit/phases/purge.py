@@ -1,11 +1,14 @@
 """`kaudit down --purge-charts`: uninstall the Helm releases kaudit installed.
 
 helm runs on this machine (ctx.local), like the stack phase that installed them;
-each release is uninstalled only if `helm status` finds it.
+only the releases `helm list` shows in the namespace are uninstalled.
 """
 
 from __future__ import annotations
 
+import json
+
+from kaudit.errors import KauditError
 from kaudit.workflow import Outcome, UpContext
 
 
@@ -25,7 +28,13 @@ def run(ctx: UpContext) -> Outcome:
     kubeconfig = ctx.kubeconfig or opts.kubeconfig
     if kubeconfig:
         base += ["--kubeconfig", str(kubeconfig)]
-    present = [r for r in RELEASES if local.run([*base, "status", r, "-n", namespace], check=False, sudo=False).ok]
+    listed = local.run([*base, "list", "-n", namespace, "-o", "json"], sudo=False, timeout=120,
+                       hint="check that the cluster answers: kubectl get --raw /readyz")
+    try:
+        names = {row.get("name") for row in json.loads(listed.out or "[]")}
+    except (ValueError, AttributeError):
+        raise KauditError(f"helm list -n {namespace} -o json printed something that is not JSON") from None
+    present = [r for r in RELEASES if r in names]
     if not present:
         return Outcome.unchanged(f"no kaudit release installed in namespace {namespace}")
     if ctx.dry_run:

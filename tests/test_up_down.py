@@ -1,0 +1,86 @@
+"""`kaudit down`: the audit patch comes out the same safe way it went in."""
+
+from __future__ import annotations
+
+import subprocess
+
+from upnode import AUDIT_LOG, DATA, MANIFEST, POLICY, kube_node, snapshot  # noqa: F401  (fixture)
+
+V4 = (DATA / "up/ClusterConfiguration-v1beta4.yaml").read_text()
+
+
+def up(cli, node):
+    return cli(["up", "--host", "local", "--rootfs", node.root, "--only", "policy,apiserver,persist", "--wait-timeout", "5s"])
+
+
+def down(cli, node, *extra):
+    return cli(["down", "--host", "local", "--rootfs", node.root, "--wait-timeout", "5s", *extra])
+
+
+def test_down_round_trip_restores_the_fresh_manifest_bytes(kube_node, cli):
+    kube_node.set_cluster_configuration(V4)
+    fresh = (kube_node.root / MANIFEST).read_bytes()
+    assert up(cli, kube_node).code == 0
+    assert (kube_node.root / MANIFEST).read_bytes() != fresh
+    kube_node.script(["api-error", "new-not-ready"], after="ready")
+
+    r = down(cli, kube_node, "--remove-policy")
+
+    assert r.code == 0, r.err
+    assert (kube_node.root / MANIFEST).read_bytes() == fresh
+    assert not (kube_node.root / POLICY).exists()
+    assert kube_node.cluster_configuration() == V4
+    assert (kube_node.root / AUDIT_LOG).is_file()  # logs already written are kept
+    # the apiserver restarted onto the fresh manifest: its hash is the one it booted with
+    state = kube_node.node_state()
+    assert state["running"] == state["boot"] and state["script"] == []
+    # both runs left a backup, outside the manifests dir
+    assert len(list((kube_node.root / "etc/kubernetes/tmp").iterdir())) == 2
+
+    again = snapshot(kube_node.root)
+    r2 = down(cli, kube_node, "--remove-policy")
+    assert r2.code == 0
+    assert snapshot(kube_node.root) == again
+    assert "nothing changed" in r2.err
+
+
+def test_down_keeps_the_policy_without_remove_policy(kube_node, cli):
+    assert up(cli, kube_node).code == 0
+    r = down(cli, kube_node)
+    assert r.code == 0, r.err
+    assert (kube_node.root / POLICY).is_file()
+    assert "--remove-policy deletes it" in r.err
+
+
+def test_down_that_breaks_the_apiserver_is_rolled_back(kube_node, cli):
+    assert up(cli, kube_node).code == 0
+    patched = (kube_node.root / MANIFEST).read_bytes()
+    kube_node.script([], after="crashloop")
+
+    r = down(cli, kube_node, "--remove-policy")
+
+    assert r.code == 1
+    assert (kube_node.root / MANIFEST).read_bytes() == patched
+    assert (kube_node.root / POLICY).is_file()  # the run stopped before deleting what the apiserver uses
+    assert "rolled back" in r.err
+
+
+def test_purge_charts_without_helm_says_so(kube_node, cli, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    r = down(cli, kube_node, "--purge-charts", "--no-wait")
+    assert r.code == 0, r.err
+    assert "helm is not installed here" in r.err
+
+
+def test_purge_charts_finds_installed_releases(kube_node, cli, monkeypatch, tmp_path):
+    # a release installed through the helm double (tests/doubles/helm), as the stack phase would
+    monkeypatch.setenv("HELM_DOUBLE_DIR", str(tmp_path / "helm"))
+    subprocess.run(
+        ["helm", "upgrade", "--install", "loki", "loki-stack", "--version", "2.10.3", "-n", "kaudit", "--create-namespace", "-f", "-"],
+        input=b"{}", check=True, capture_output=True,
+    )
+    r = down(cli, kube_node, "--purge-charts", "--no-wait", "--dry-run")
+    assert r.code == 0, r.err
+    assert "would run helm uninstall loki -n kaudit" in r.err
+    r = down(cli, kube_node, "--purge-charts", "--no-wait", "--dry-run", "--namespace", "other")
+    assert "no kaudit release installed in namespace other" in r.err
