@@ -182,11 +182,10 @@ class Helm:
             return False, row
         return self.current_values(chart.release, namespace) == json.loads(values_json(values)), row
 
-    def ensure(self, chart: Chart, namespace: str, values: Any) -> Applied:
-        """Install or upgrade the release unless it already matches."""
+    def plan(self, chart: Chart, namespace: str, values: Any) -> str:
+        """What ensure() would do: 'install', 'upgrade' or 'unchanged' (read-only)."""
         same, row = self.is_current(chart, namespace, values)
-        installed_chart = chart_name(str((row or {}).get("chart", "")))
-        if row is not None and installed_chart != chart.chart:
+        if row is not None and chart_name(str(row.get("chart", ""))) != chart.chart:
             # e.g. --stack loki over a loki-stack install: same release name, other chart;
             # an in-place upgrade would fight over immutable StatefulSet selectors
             raise KauditError(
@@ -194,7 +193,11 @@ class Helm:
                 f"remove it first (`helm uninstall {chart.release} -n {namespace}` or `kaudit down --purge-charts`), then rerun",
             )
         if same:
-            return Applied(chart.release, "unchanged", f"{chart.ref} already deployed with these values")
+            return "unchanged"
+        return "install" if row is None else "upgrade"
+
+    def apply(self, chart: Chart, namespace: str, values: Any, action: str) -> Applied:
+        """Run `helm upgrade --install` (action is plan()'s answer, for the message)."""
         argv = upgrade_install_argv(chart, namespace, self.timeout, self.kubeconfig)
         # the helm wait is bounded by --timeout; leave helm a minute to report its own timeout
         r = self._run(argv, input=values_json(values), timeout=self.timeout + 60)
@@ -204,8 +207,21 @@ class Helm:
                 f"inspect with `helm status {chart.release} -n {namespace}` and `kubectl -n {namespace} get pods`; "
                 f"the command was: {display_command(argv)}",
             )
-        action = "upgraded" if row is not None else "installed"
-        return Applied(chart.release, action, f"{chart.ref} {action}")
+        done = "installed" if action == "install" else "upgraded"
+        return Applied(chart.release, done, f"{chart.ref} {done}")
+
+    def ensure(self, chart: Chart, namespace: str, values: Any, ui: Any = None) -> Applied:
+        """Install or upgrade the release unless it already has this chart version and these values."""
+        action = self.plan(chart, namespace, values)
+        if action == "unchanged":
+            if ui is not None:
+                ui.skip(f"{chart.release}: {chart.ref} already deployed with these values")
+            return Applied(chart.release, "unchanged", f"{chart.ref} already deployed with these values")
+        if ui is None:
+            return self.apply(chart, namespace, values, action)
+        verb = "installing" if action == "install" else "upgrading"
+        with ui.step(f"{chart.release}: {verb} {chart.ref} from {chart.repo} (helm --wait, up to {go_duration(self.timeout)})"):
+            return self.apply(chart, namespace, values, action)
 
 
 # -- kubectl apply ---------------------------------------------------------------------------

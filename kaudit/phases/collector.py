@@ -162,8 +162,7 @@ def run(ctx: UpContext) -> Outcome:
         return Outcome.planned(f"{collector}: {chart.ref}")
     helm = Helm(ctx.local, kubeconfig=ctx.kubeconfig, timeout=timeout)
     helm.require()
-    with ctx.ui.step(f"{chart.release}: {chart.ref} from {chart.repo}"):
-        done = [helm.ensure(chart, namespace, values)]
+    done = [helm.ensure(chart, namespace, values, ctx.ui)]
     return _outcome(done, collector)
 
 

@@ -88,9 +88,7 @@ def run(ctx: UpContext) -> Outcome:
     ctx.ui.detail(f"helm {version}")
     done: list[Applied] = []
     for chart in releases:
-        with ctx.ui.step(f"{chart.release}: {chart.ref} from {chart.repo}"):
-            done.append(helm.ensure(chart, namespace, values[chart.release]))
-        ctx.ui.detail(done[-1].detail)
+        done.append(helm.ensure(chart, namespace, values[chart.release], ctx.ui))
     done += Kubectl(ctx.local, kubeconfig=ctx.kubeconfig).apply([dashboard], "the Grafana dashboard")
 
     for line in access_lines(ctx, stack, namespace):
