@@ -114,13 +114,14 @@ def throughput(work: Path, lines: list[bytes], n: int, url: str | None, loki: Lo
     env = dict(os.environ, PYTHONPATH=str(REPO))
     res["floor"] = run_measured([sys.executable, "-c", "pass"])
     res["parse_loop"] = run_measured([sys.executable, "-c", PARSE_LOOP, str(big)])
-    for entry in ("python -m kaudit.shipper", "kaudit ship"):
-        for label, path, count in (("full", big, n), ("quarter", quarter, n // 4)):
-            if label == "quarter" and entry == "kaudit ship":
-                continue
+    runs = (("python -m kaudit.shipper", "full", big, n, ()), ("kaudit ship", "full", big, n, ()),
+            ("python -m kaudit.shipper", "quarter", quarter, n // 4, ()),
+            ("python -m kaudit.shipper", "full, --structured-metadata off", big, n, ("--structured-metadata", "off")))
+    for entry, label, path, count, extra in runs:
+        if True:
             pos = work / f"pos-{len(res)}.json"
             before = loki.received if loki else 0
-            r = run_measured(ship_cmd(entry, path, url, pos, "--once"), env=env)
+            r = run_measured(ship_cmd(entry, path, url, pos, "--once", *extra), env=env)
             if loki is not None and loki.received - before != count:
                 raise SystemExit(f"{entry}: Loki received {loki.received - before} entries, expected {count}")
             res[f"{entry} ({label})"] = r
@@ -188,7 +189,8 @@ def report(res: dict, lagres: dict, source: str, args) -> str:
     n = res["events"]
     eps = lambda r, k=n: k / r["cpu_s"]
     rows = [("json.loads loop (parse limit)", pl, n)]
-    for k in ("python -m kaudit.shipper (full)", "kaudit ship (full)", "python -m kaudit.shipper (quarter)"):
+    for k in ("python -m kaudit.shipper (full)", "kaudit ship (full)", "python -m kaudit.shipper (quarter)",
+              "python -m kaudit.shipper (full, --structured-metadata off)"):
         if k in res:
             rows.append((k, res[k], n // 4 if "quarter" in k else n))
     out = [f"input: {n:,} events, {res['bytes'] / 1e6:.0f} MB ({source})", "",

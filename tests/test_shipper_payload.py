@@ -154,3 +154,36 @@ def test_bodies_are_cut_from_the_raw_bytes_like_a_full_reparse_would():
     reordered = json.dumps(dict(reversed(list(json.loads(LARGE).items()))), separators=(",", ":")).encode()
     assert enc._shrink_fast(reordered) is None
     assert json.loads(enc.encode(reordered).line.replace(b'\\"', b'"').replace(b"\\\\", b"\\"))[TRUNCATED_KEY]["removed"] == ["requestObject", "responseObject"]
+
+
+def _tricky_events() -> list[bytes]:
+    """Real events edited so that keys the flat path looks for also appear inside bodies."""
+    base = json.loads(next(l for l in EVENTS if b'"objectRef"' in l and b'"namespace"' in l))
+    out = []
+    decoy = {"objectRef": {"resource": "decoy", "namespace": "decoy"}, "responseStatus": {"code": 999}, "code": 998}
+    rr = {k: v for k, v in base.items() if k != "responseStatus"}
+    rr["stage"] = "RequestReceived"
+    keys = list(rr)
+    i = keys.index("requestReceivedTimestamp")
+    rr = dict(list(rr.items())[:i] + [("requestObject", decoy)] + list(rr.items())[i:])
+    out.append(rr)
+    no_ref = {k: v for k, v in rr.items() if k != "objectRef"}
+    out.append(no_ref)
+    quoted = dict(base, user=dict(base["user"], username='odd "user" \\ name'))
+    out.append(quoted)
+    no_ns = dict(base, objectRef={"resource": "nodes", "name": "n1", "apiVersion": "v1"})
+    out.append(no_ns)
+    return [json.dumps(e, separators=(",", ":")).encode() for e in out]
+
+
+def test_flat_path_metadata_equals_the_full_parse():
+    enc = Encoder(structured_metadata=True)
+    for line in EVENTS + [LARGE] + _tricky_events():
+        e = enc.encode(line)
+        shipped = line if len(line) <= enc.max_line_bytes else enc._shrink(line)
+        expected = enc._metadata(enc._slow_fields(shipped))
+        assert json.loads(e.md or b"{}") == json.loads(expected or b"{}"), line[:300]
+    tricky = [enc.encode(l) for l in _tricky_events()]
+    assert b"decoy" not in tricky[0].md and b"999" not in tricky[0].md and b'"namespace"' in tricky[0].md
+    assert b"decoy" not in tricky[1].md
+    assert json.loads(tricky[2].md)["user"] == 'odd "user" \\ name'

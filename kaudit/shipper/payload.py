@@ -47,6 +47,10 @@ _TAIL = re.compile(
 _RECEIVED_TAIL = re.compile(rb',"requestReceivedTimestamp":"[^"\\]*"' + _TAIL.pattern)
 _FLAT_OBJ = re.compile(rb'\{(?:"' + _STR + rb'":"' + _STR + rb'",?)*\}')
 _CODE = re.compile(rb'"code":(\d+)')
+# objectRef as Go writes it: resource first, then namespace (each omitted when empty)
+_OBJREF_HEAD = re.compile(rb'\{(?:"resource":"(' + _STR + rb')",?)?(?:"namespace":"(' + _STR + rb')")?')
+# Status.code is Status's last key: the first "code":N} after responseStatus is its own
+_STATUS_CODE = re.compile(rb'"code":(\d+)\}')
 _NAMESPACE = re.compile(rb'"namespace":"(' + _STR + rb')"')
 _RESOURCE = re.compile(rb'"resource":"(' + _STR + rb')"')
 _STRING_AT = re.compile(rb'"(' + _STR + rb')"')
@@ -75,6 +79,11 @@ class TimestampParser:
         self._cache: dict[bytes, int] = {}
 
     def ns(self, text: bytes) -> int | None:
+        if len(text) == 27 and text[26] == 90 and text[19] == 46:  # 2026-11-28T23:13:43.957656Z
+            secs = self._cache.get(text[:19])
+            frac = text[20:26]
+            if secs is not None and frac.isdigit():
+                return secs * 1_000_000_000 + int(frac) * 1000
         m = _TS.fullmatch(text)
         if m:
             key = text[:19]
@@ -175,6 +184,7 @@ class Encoder:
         self._objref = [(n, k.encode()) for n, k in _OBJREF_FIELDS.items() if n in self._need]
         self._need_code = "code" in self._need
         self._md_prefix = [(n, b'"%b":"' % n.encode()) for n in F.STRUCTURED_METADATA]
+        self._md_prefixes = [p for _, p in self._md_prefix]
 
     # ------------------------------------------------------------------ public
     def encode(self, line: bytes, read_ns: int | None = None) -> Entry:
@@ -212,42 +222,54 @@ class Encoder:
         """Structured metadata straight from the raw bytes, in F.STRUCTURED_METADATA's order.
 
         Values stay JSON-escaped as the apiserver wrote them, so they are pasted, not encoded.
-        A key pattern such as "namespace":" with unescaped quotes cannot occur inside a JSON
-        string, so a match inside the objectRef span is objectRef's own key."""
+        Why the positions are trustworthy: a key pattern such as ,"responseStatus":{ (unescaped
+        quotes) cannot occur inside a JSON string, and every top-level field before
+        responseStatus (user, impersonatedUser, sourceIPs, userAgent, objectRef) holds only
+        strings and arrays of strings, so its first occurrence is the top-level one, and
+        objectRef lies between the head and it. Without a top-level responseStatus (the
+        RequestReceived stage) the request/response bodies are located first to bound the search."""
+        aid, user, stage = m.group(2, 5, 3)
         head_end = m.end()
-        end = t
-        p = line.find(b',"requestObject":{', head_end, end)
-        if p >= 0:
-            end = p
-        p = line.find(b',"responseObject":{', head_end, end)
-        if p >= 0:
-            end = p
-        aid = m.group(2)
-        parts = [b'"audit_id":"' + aid + b'"'] if aid else []
-        user = m.group(5)
-        if user:
-            parts.append(b'"user":"' + user + b'"')
-        rs = line.find(b',"responseStatus":{', head_end, end)
-        p = line.find(b',"objectRef":{', head_end, rs if rs >= 0 else end)
-        if p >= 0:
+        rs = line.find(b',"responseStatus":{', head_end, t)
+        if rs < 0 or stage == b"RequestReceived":
+            end = t
+            for key in (b',"requestObject":{', b',"responseObject":{'):
+                p = line.find(key, head_end, end)
+                if p >= 0:
+                    end = p
+            rs = line.find(b',"responseStatus":{', head_end, end)
             ref_end = rs if rs >= 0 else end
-            v = _NAMESPACE.search(line, p, ref_end)
-            if v is not None and v.end(1) > v.start(1):
-                parts.append(b'"namespace":"' + v.group(1) + b'"')
-            v = _RESOURCE.search(line, p, ref_end)
-            if v is not None and v.end(1) > v.start(1):
-                parts.append(b'"resource":"' + v.group(1) + b'"')
+        else:
+            ref_end = rs
+        ns = res = code = dec = None
+        p = line.find(b',"objectRef":{', head_end, ref_end)
+        if p >= 0:
+            om = _OBJREF_HEAD.match(line, p + 13, ref_end)
+            if om is not None:
+                res, ns = om.group(1, 2)
+            else:
+                v = _NAMESPACE.search(line, p, ref_end)
+                ns = v.group(1) if v is not None else None
+                v = _RESOURCE.search(line, p, ref_end)
+                res = v.group(1) if v is not None else None
         if rs >= 0:
-            v = _CODE.search(line, rs, end)
+            v = _STATUS_CODE.search(line, rs, t)
             if v is not None:
-                parts.append(b'"code":"' + v.group(1) + b'"')
+                code = v.group(1)
         ann = tm.group(2)
         if ann is not None:
-            d = ann.find(b'"authorization.k8s.io/decision":"')
-            if d >= 0:
-                v = _STRING_AT.match(ann, d + 32)
-                if v is not None and v.end(1) > v.start(1):
-                    parts.append(b'"decision":"' + v.group(1) + b'"')
+            if b'"authorization.k8s.io/decision":"allow"' in ann:
+                dec = b"allow"
+            else:
+                d = ann.find(b'"authorization.k8s.io/decision":"')
+                if d >= 0:
+                    v = _STRING_AT.match(ann, d + 32)
+                    if v is not None:
+                        dec = v.group(1)
+        if aid and user and ns and res and code and dec:
+            return b'{"audit_id":"%b","user":"%b","namespace":"%b","resource":"%b","code":"%b","decision":"%b"}' % (
+                aid, user, ns, res, code, dec)
+        parts = [prefix + v + b'"' for prefix, v in zip(self._md_prefixes, (aid, user, ns, res, code, dec)) if v]
         return b"{" + b",".join(parts) + b"}" if parts else b""
 
     def stream_labels(self, stream: tuple) -> dict[str, str]:
@@ -412,7 +434,11 @@ def render_push(encoder: Encoder, streams: dict[tuple, list[Entry]], with_metada
             parts.append(b",")
         first = False
         parts.append(b'{"stream":' + encoder.stream_json(stream) + b',"values":[')
-        parts.append(b",".join(render_entry(e, with_metadata) for e in entries))
+        if with_metadata:
+            parts.append(b",".join([b'["%d","%b",%b]' % (e.ts, e.line, e.md) if e.md else b'["%d","%b"]' % (e.ts, e.line)
+                                    for e in entries]))
+        else:
+            parts.append(b",".join([b'["%d","%b"]' % (e.ts, e.line) for e in entries]))
         parts.append(b"]}")
     parts.append(b"]}")
     return b"".join(parts)
