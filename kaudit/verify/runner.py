@@ -35,6 +35,9 @@ def _timed(name: str, node: Optional[Node], fn: Callable[[], Verdict]) -> CheckR
         v = fn()
     except KauditError as e:  # an expected failure the check did not phrase itself
         v = C.failed(e.message, e.hint or "see the message above")
+    except OSError as e:  # a file on this machine (rootfs tree, --policy-file) could not be read
+        where = f"{e.filename}: " if e.filename else ""
+        v = C.failed(f"{where}{e.strerror or e}", "check that the file exists and kaudit may read it")
     return CheckResult(name, v.status, time.monotonic() - t0, v.detail, v.hint, node.label if node else None, v.data)
 
 
