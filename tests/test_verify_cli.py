@@ -338,3 +338,10 @@ def test_label_option_sets_the_expected_labels(cli, env, loki):  # noqa: F811
     assert labels["status"] == "fail" and "resource (missing in" in labels["detail"]
     r = cli(base + ["--label", "name"])
     assert r.code == 2 and "'name' cannot be a label" in r.err
+
+
+def test_max_streams_option(cli, env, loki):  # noqa: F811
+    tree, _ = env
+    r = cli(["verify", "--rootfs", tree.root, "--loki-url", loki.url, "--timeout", "10s", "-o", "json", "--max-streams", "1"])
+    labels = next(c for c in json.loads(r.out)["checks"] if c["name"] == "labels")
+    assert r.code == 4 and labels["status"] == "fail" and "more than 1" in labels["detail"]

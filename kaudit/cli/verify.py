@@ -121,6 +121,9 @@ def verify(
     output: OutputOpt = Output.table,
     job: JobOpt = "kubernetes-audit",
     label: LabelOpt = None,
+    max_streams: Annotated[
+        int, typer.Option("--max-streams", min=1, help="More audit streams than this in the last hour fail the labels check.")
+    ] = 1000,
     print_schema: Annotated[bool, typer.Option("--print-schema", help="Print the JSON Schema of --output json and exit.")] = False,
     audit_log_path: AuditLogPathOpt = DEFAULT_LOG_PATH,
     policy_path: PolicyPathOpt = DEFAULT_POLICY_PATH,
@@ -178,6 +181,7 @@ def verify(
         timeout=wait,
         job=job,
         labels=_labels(label),
+        max_streams=max_streams,
     )
     nodes = [session.Node(name, lambda name=name: hosts.open(name)) for name in hosts.hosts]
     results, doc = session.verify(settings, nodes, ui=ui, stream=sys.stdout, as_json=output is Output.json)

@@ -13,7 +13,7 @@ _CHECK_NAMES = ["reachable", "manifest", "policy", "apiserver", "audit-log", "co
 
 SCHEMA: dict = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "$id": "https://github.com/kaudit/kaudit/docs/verify.schema.json",
+    "$id": "urn:kaudit:verify:v1",
     "title": "kaudit verify report",
     "description": "One object per check, in the order the checks ran.",
     "type": "object",
