@@ -324,3 +324,23 @@ def test_cli_bad_input_is_one_clear_line(cli, argv, needle):
 
 def test_log_dir_of_path():
     assert render.log_dir(render.DEFAULT_LOG_PATH) == posixpath.dirname(render.DEFAULT_LOG_PATH)
+
+
+STACK_GOLDEN = [("values-loki-stack.yaml", "loki-stack", "loki"), ("values-loki.yaml", "loki", "loki"), ("values-grafana.yaml", "loki", "grafana")]
+
+
+@pytest.mark.parametrize("golden,stack,release", STACK_GOLDEN, ids=[g[0] for g in STACK_GOLDEN])
+def test_stack_values_golden(golden, stack, release):
+    got = normalise(render.stack_values(stack, "kaudit")[release])
+    path = DATA / golden
+    if UPDATE:
+        path.write_text(got, encoding="utf-8")
+    assert got == path.read_text(encoding="utf-8")
+
+
+def test_alloy_chart_values_golden():
+    got = normalise(render.alloy_chart_values(CollectorSettings(structured_metadata=True)))
+    path = DATA / "values-alloy.yaml"
+    if UPDATE:
+        path.write_text(got, encoding="utf-8")
+    assert got == path.read_text(encoding="utf-8")

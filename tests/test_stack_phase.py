@@ -198,3 +198,27 @@ def test_chart_name_of_a_helm_list_row():
     assert chart_name("loki-12.0.1") == "loki"
     assert chart_name("alloy-1.11.1-rc.1") == "alloy"
     assert [go_duration(s) for s in (300, 600, 45, 3725)] == ["5m0s", "10m0s", "45s", "1h2m5s"]
+
+
+def test_loki_values_pass_the_community_charts_own_checks():
+    """The fail conditions of grafana-community/helm-charts charts/loki/templates/validate.yaml
+    that these values could hit, restated; helm itself cannot run here."""
+    v = yaml(render.stack_values("loki", "kaudit")["loki"])
+    get = lambda path, default=None: _dig(v, path, default)  # noqa: E731
+    assert "config" not in v, "top-level config is refused by the chart"
+    assert not (get("test.enabled", True) and not get("lokiCanary.enabled", True)), "helm test needs the canary"
+    assert not (get("minio.enabled", False) and not get("ignoreMinioDeprecation", False))
+    assert get("loki.storage.type") == "filesystem" and get("singleBinary.replicas") == 1
+    scalable = any(get(f"{t}.replicas", 0) for t in ("read", "write", "backend"))
+    assert not scalable, "monolithic plus scalable replicas needs a transitional deploymentMode"
+    assert get("deploymentMode") in ("SingleBinary", "Monolithic")
+    assert get("loki.schemaConfig.configs") and not get("loki.useTestSchema", False)
+    assert get("loki.commonConfig.replication_factor") == 1
+
+
+def _dig(d, path, default=None):
+    for key in path.split("."):
+        if not isinstance(d, dict) or key not in d:
+            return default
+        d = d[key]
+    return d
