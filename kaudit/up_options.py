@@ -47,6 +47,8 @@ class UpOptions:
     stack: str = "loki-stack"
     collector: str = "promtail"
     loki_url: Optional[str] = None
+    #: Loki tenant (X-Scope-OrgID) for the collector and verify
+    loki_tenant: Optional[str] = None
     kubeconfig: Optional[Path] = None
     namespace: str = "kaudit"
     helm_timeout: str = "10m"
@@ -72,6 +74,11 @@ class UpOptions:
     def audit_spec(self) -> Any:
         """The AuditSpec (an alias read by the verify phase)."""
         return self.spec
+
+    @property
+    def tenant(self) -> Optional[str]:
+        """The Loki tenant (the name the collector phase reads)."""
+        return self.loki_tenant
 
     def policy_source(self) -> str:
         """How the policy is named in messages."""

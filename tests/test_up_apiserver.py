@@ -202,3 +202,11 @@ def test_api_down_before_start_changes_nothing(kube_node, cli):
     assert r.code == 1
     assert "does not answer /readyz" in r.err and "was refused" in r.err
     assert snapshot(kube_node.root) == before
+
+
+def test_changed_policy_on_a_configured_node_warns_that_the_apiserver_needs_a_restart(kube_node, cli):
+    assert up(cli, kube_node).code == 0
+    r = up(cli, kube_node, "--policy-profile", "gce-modern")
+    assert r.code == 0, r.err
+    assert "replaced /etc/kubernetes/audit-policy.yaml with the gce-modern profile" in r.err
+    assert "reads it only when it starts" in r.err

@@ -111,6 +111,7 @@ def up(
     stack: Annotated[str, typer.Option("--stack", callback=_choice("--stack", STACKS), help="loki-stack (deprecated chart, Loki 2.6) or loki (Loki 3 + Grafana).", rich_help_panel=_LATER)] = "loki-stack",
     collector: Annotated[str, typer.Option("--collector", callback=_choice("--collector", COLLECTORS), help="promtail, shipper (kaudit's own), alloy or none.", rich_help_panel=_LATER)] = "promtail",
     loki_url: Annotated[Optional[str], typer.Option("--loki-url", help="Use this Loki instead of installing one.", rich_help_panel=_LATER)] = None,
+    loki_tenant: Annotated[Optional[str], typer.Option("--loki-tenant", help="Loki tenant (X-Scope-OrgID) to push and query as.", rich_help_panel=_LATER)] = None,
     kubeconfig: KubeconfigOpt = None,
     namespace: NamespaceOpt = "kaudit",
     helm_timeout: Annotated[str, typer.Option("--helm-timeout", help="helm --timeout for each release.", rich_help_panel=_LATER)] = "10m",
@@ -157,6 +158,7 @@ def up(
         stack=stack,
         collector=collector,
         loki_url=loki_url,
+        loki_tenant=loki_tenant,
         kubeconfig=kubeconfig,
         namespace=namespace,
         helm_timeout=helm_timeout,
@@ -281,6 +283,8 @@ def run_phases(ui, hosts, phases, opts, *, dry_run: bool, verb: str) -> int:
                 from kaudit.dryrun import recording
 
                 node = recording(node)
+            if kubeconfig is None:
+                kubeconfig = _local_admin_conf(node)
             ctx = UpContext(node=node, local=local, ui=ui, options=opts, dry_run=dry_run, kubeconfig=kubeconfig, facts=facts)
             first_ctx = first_ctx or ctx
             for phase in node_phases:
@@ -298,6 +302,21 @@ def run_phases(ui, hosts, phases, opts, *, dry_run: bool, verb: str) -> int:
             node.close()
     _summary(ui, rows, verb, failed=False, remaining=[])
     return ExitCode.OK
+
+
+def _local_admin_conf(node) -> Optional[Path]:
+    """On the node itself (--host local), kubeadm's admin.conf serves helm and kubectl
+    too, if this user may read it; elsewhere --kubeconfig or the vm phase says."""
+    import os
+
+    from kaudit.hosts.local import LocalHost
+    from kaudit.up_options import ADMIN_CONF
+
+    if isinstance(node, LocalHost):
+        path = node.path(ADMIN_CONF)
+        if path.is_file() and os.access(path, os.R_OK):
+            return path
+    return None
 
 
 def _summary(ui, rows, verb: str, *, failed: bool, remaining: list[str]) -> None:

@@ -50,6 +50,12 @@ def run(ctx: UpContext) -> Outcome:
     original, text = read_manifest(ctx.node)
     patched = patch_manifest(text, ctx.options.spec, source=f"{ctx.node.name}:{APISERVER_MANIFEST}")
     if patched == text:
+        if ctx.node.name in ctx.facts.get("policy_replaced", ()):
+            ctx.ui.warn(
+                f"{ctx.node.name}: the policy file changed, but kube-apiserver reads it only when it starts; "
+                "the running apiserver keeps the old rules until it restarts "
+                "(on the node: crictl stop $(crictl ps -q --name kube-apiserver); kubelet starts it again)"
+            )
         return Outcome.unchanged("already configured: kube-apiserver has kaudit's audit flags and mounts")
     return apply_manifest(ctx, original, patched, expect_log=True, what="audit flags")
 
@@ -127,6 +133,10 @@ def apply_manifest(ctx: UpContext, original: bytes, new_text: str, *, expect_log
     try:
         with ui.step(f"Waiting for kubelet to restart {pod_name} ({target}; timeout {format_duration(timeout)})"):
             wait_for_new(ctx, kube, pod_name, old_hash, log_path, timeout)
+    except KeyboardInterrupt:
+        saved = posixpath.join(backup, posixpath.basename(APISERVER_MANIFEST))
+        ui.warn(f"interrupted while waiting: {APISERVER_MANIFEST} keeps the new content; to go back: sudo cp {saved} {APISERVER_MANIFEST}")
+        raise
     except WaitFailed as failure:
         fail(ctx, kube, pod_name, old_hash, original, mode, backup, failure.reason, timeout)
     return Outcome.changed(f"kube-apiserver restarted with {what} ({pod_name} Ready); backup in {backup}")

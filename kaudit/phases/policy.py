@@ -51,6 +51,9 @@ def run(ctx: UpContext) -> Outcome:
     if ctx.dry_run:
         return Outcome.planned(f"would {verb} {path} with {opts.policy_source()} ({len(data)} bytes, mode 0600)")
     node.write_file(path, data, mode=MODE)
+    if st is not None:
+        # kube-apiserver reads the policy only when it starts: the apiserver phase must know
+        ctx.facts.setdefault("policy_replaced", set()).add(node.name)
     return Outcome.changed(f"{verb.replace('write', 'wrote').replace('replace', 'replaced')} {path} with {opts.policy_source()} ({len(data)} bytes, mode 0600)")
 
 
