@@ -344,3 +344,11 @@ def test_alloy_chart_values_golden():
     if UPDATE:
         path.write_text(got, encoding="utf-8")
     assert got == path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("value", ["true", "null", "1.5", "a: b", "#x", "it's", "tab\there", "new\nline", "- item", "ünï"])
+def test_awkward_values_read_back_exactly(value):
+    s = CollectorSettings(labels=(("team", value),), tenant=value)
+    for fmt, p in pipelines(s).items():
+        assert p.static["team"] == value, fmt
+        assert p.tenant == value, fmt
