@@ -213,3 +213,9 @@ def test_shipper_sources_run_alone_on_a_bare_interpreter(tmp_path):
         assert pairs_in_loki(d) == pairs_in_lines(events)
     finally:
         d.stop()
+
+
+def test_once_on_a_missing_file_is_an_error(cli, tmp_path):
+    r = cli(["ship", "--path", tmp_path / "nope.log", "--loki-url", "http://127.0.0.1:9", "--positions", tmp_path / "p.json", "--once"])
+    assert r.code == 1
+    assert "audit log not found" in r.err and "hint:" in r.err

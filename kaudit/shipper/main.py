@@ -168,6 +168,11 @@ def main(argv: list[str] | None = None, prog: str = "kaudit ship") -> int:
         poll_interval=a.poll_interval, backoff_min=a.backoff_min, backoff_max=a.backoff_max,
         max_retries=a.max_retries, shutdown_timeout=a.shutdown_timeout,
     )
+    if a.once:
+        missing = [p for p in a.path if not os.path.exists(p)]
+        if missing:
+            _err(f"audit log not found: {missing[0]}", "check --path (without --once the shipper waits for the file to appear)")
+            return 1
     followers = [Follower(p, start_at=a.start_at) for p in a.path]
     shipper = Shipper(followers, encoder, client, positions, opts, metrics=metrics, log=log)
     signal.signal(signal.SIGTERM, shipper.request_stop)
