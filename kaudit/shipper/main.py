@@ -157,9 +157,10 @@ def main(argv: list[str] | None = None, prog: str = "kaudit ship") -> int:
 
     log = (lambda msg: None) if a.quiet else (lambda msg: print(f"kaudit-shipper: {msg}", file=sys.stderr, flush=True))
     metrics = Metrics()
+    server = None
     if a.metrics_addr:
         try:
-            metrics.serve(a.metrics_addr)
+            server = metrics.serve(a.metrics_addr)
         except (OSError, ValueError) as e:
             _err(f"--metrics-addr {a.metrics_addr}: {e}", "choose a free HOST:PORT such as :9400")
             return 2
@@ -175,8 +176,12 @@ def main(argv: list[str] | None = None, prog: str = "kaudit ship") -> int:
             return 1
     followers = [Follower(p, start_at=a.start_at) for p in a.path]
     shipper = Shipper(followers, encoder, client, positions, opts, metrics=metrics, log=log)
-    signal.signal(signal.SIGTERM, shipper.request_stop)
-    signal.signal(signal.SIGINT, shipper.request_stop)
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            previous[sig] = signal.signal(sig, shipper.request_stop)
+        except ValueError:  # not the main thread (embedded use): the caller stops it via request_stop()
+            pass
     t0 = time.monotonic()
     try:
         shipper.run()
@@ -189,6 +194,12 @@ def main(argv: list[str] | None = None, prog: str = "kaudit ship") -> int:
     except OSError as e:
         _err(f"{e.filename or ''}: {e.strerror or e}", "check that the audit log is readable (root-owned, mode 0600)")
         return 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if server is not None:
+            server.shutdown()
+            server.server_close()
     log(stats_line(metrics, encoder, time.monotonic() - t0))
     return 0
 
