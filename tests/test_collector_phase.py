@@ -215,3 +215,14 @@ def test_kaudit_up_stack_and_collector_twice(cli, cluster, monkeypatch, tmp_path
     assert second.code == 0, second.err
     assert "nothing changed" in second.err
     assert len(cluster.upgrades()) == 3
+
+
+def test_loki_tenant_reaches_the_collector(cluster):
+    from kaudit.up_options import UpOptions
+
+    collector.run(cluster.context(UpOptions(spec=AuditSpec(), loki_tenant="team-a")))
+    values = json.loads(cluster.upgrades()[0]["stdin"])
+    assert values["config"]["clients"] == [{"url": "http://loki.kaudit.svc:3100/loki/api/v1/push", "tenant_id": "team-a"}]
+    collector.run(cluster.context(UpOptions(spec=AuditSpec(), loki_tenant="team-a", collector="shipper")))
+    args = json.loads(cluster.kubectl_calls()[0]["stdin"])["items"][2]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--tenant") + 1] == "team-a"

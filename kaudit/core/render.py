@@ -492,6 +492,14 @@ class ShipperDeploy:
 
 
 _CM_KEY = re.compile(r"[-._a-zA-Z0-9]+\Z")
+
+
+def _configmap_key(path: str) -> str:
+    """The shipper package's own naming of ConfigMap keys (keys cannot hold '/')."""
+    import kaudit.shipper as pkg
+
+    fn = getattr(pkg, "configmap_key", None)
+    return fn(path) if callable(fn) else path.replace("/", "__")
 CONFIGMAP_LIMIT = 1024 * 1024
 
 
@@ -505,7 +513,7 @@ def render_shipper_manifest(d: ShipperDeploy) -> str:
     digest = hashlib.sha256()
     total = 0
     for path, text in sorted(d.sources):
-        key = path.replace("/", "__")  # as kaudit.shipper.configmap_key does
+        key = _configmap_key(path)
         if not _CM_KEY.match(key) or key.startswith(".."):
             raise KauditError(f"shipper file {path!r} cannot be a ConfigMap key", "rename the file: letters, digits, '-', '_' and '.' only")
         code[key] = (path, text)

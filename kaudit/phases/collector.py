@@ -68,7 +68,7 @@ def settings(ctx: UpContext, stack: str, namespace: str) -> render.CollectorSett
         log_path=audit_log_path(ctx),
         loki_url=loki or charts.loki_base_url(namespace),
         structured_metadata=structured_metadata(ctx, stack),
-        tenant=option(ctx, "tenant", None),
+        tenant=option(ctx, "tenant", None) or option(ctx, "loki_tenant", None),
     ).checked()
 
 
