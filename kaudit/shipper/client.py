@@ -14,7 +14,6 @@ import os
 import re
 import socket
 import ssl
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -169,7 +168,3 @@ def backoff_delays(minimum: float = 0.5, maximum: float = 300.0, rand=None):
     while True:
         yield min(maximum, d) * (0.75 + 0.5 * rnd())
         d = min(maximum, d * 2)
-
-
-def now() -> float:
-    return time.monotonic()

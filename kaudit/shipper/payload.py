@@ -60,7 +60,6 @@ _CTRL_BYTES = bytes(range(32))
 _TS = re.compile(rb"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z")
 
 _FAST_MD_ORDER = ("audit_id", "user", "namespace", "resource", "code", "decision")
-_HEAD_FIELDS = ("audit_level", "audit_id", "stage", "verb", "user")
 _OBJREF_FIELDS = {"namespace": "namespace", "resource": "resource", "subresource": "subresource", "name": "name", "api_group": "apiGroup"}
 
 
@@ -416,13 +415,6 @@ class Encoder:
         marker = json.dumps({TRUNCATED_KEY: {"removed": removed, "originalBytes": len(line)}}, separators=(",", ":"))
         out = line[:start] + b"," + marker[1:-1].encode() + line[end:]
         return out if len(out) <= self.max_line_bytes else None
-
-
-def render_entry(e: Entry, with_metadata: bool) -> bytes:
-    """One entry as it appears in a push body's "values" array."""
-    if with_metadata and e.md:
-        return b'["%d","%b",%b]' % (e.ts, e.line, e.md)
-    return b'["%d","%b"]' % (e.ts, e.line)
 
 
 def render_push(encoder: Encoder, streams: dict[tuple, list[Entry]], with_metadata: bool) -> bytes:
