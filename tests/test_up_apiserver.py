@@ -210,3 +210,31 @@ def test_changed_policy_on_a_configured_node_warns_that_the_apiserver_needs_a_re
     assert r.code == 0, r.err
     assert "replaced /etc/kubernetes/audit-policy.yaml with the gce-modern profile" in r.err
     assert "reads it only when it starts" in r.err
+
+
+def test_crash_loop_seen_on_the_mirror_pod_when_another_apiserver_answers(kube_node, cli):
+    kube_node.script(["api-error"], after="crashloop-ha")
+    fresh = (kube_node.root / MANIFEST).read_bytes()
+
+    r = up(cli, kube_node, "--wait-timeout", "60s")
+
+    assert r.code == 1
+    assert "crash-looping with the new manifest (CrashLoopBackOff" in r.err
+    assert (kube_node.root / MANIFEST).read_bytes() == fresh
+
+
+def test_an_audit_log_left_from_before_must_grow(kube_node, cli):
+    # a log from an earlier run exists; the new apiserver must write to it before up succeeds
+    log = kube_node.root / AUDIT_LOG
+    log.parent.mkdir(parents=True)
+    log.write_text('{"kind":"Event"}\n')
+    kube_node.script(["new-not-ready"], after="ready")
+    doc = kube_node.state()
+    doc["nodes"][str(kube_node.root)]["log_delay"] = 3
+    kube_node.save(doc)
+
+    r = cli(["-v", "up", "--host", "local", "--rootfs", kube_node.root, "--only", NODE_PHASES, "--wait-timeout", "5s"])
+
+    assert r.code == 0, r.err
+    assert "nothing written to /var/log/kubernetes-audit/audit.log yet" in r.err
+    assert len(log.read_text().splitlines()) == 2

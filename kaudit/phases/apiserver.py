@@ -34,6 +34,8 @@ from kaudit.workflow import Outcome, UpContext
 
 #: a new apiserver container that has exited this many times is crash-looping
 CRASH_RESTARTS = 2
+#: while the API is down, ask crictl about a crash loop at most this often (seconds)
+CRICTL_EVERY = 1.0
 #: how many lines of the container log and the kubelet journal to show on failure
 TAIL = 20
 
@@ -117,6 +119,8 @@ def apply_manifest(ctx: UpContext, original: bytes, new_text: str, *, expect_log
         pod_name, old_hash = record_hash(ctx, kube, before)
         ctx.ui.detail(f"[apiserver] {pod_name}: config hash {old_hash}")
 
+    # what the audit log looked like before: after the restart it must exist and have grown
+    log_before = node.stat(opts.spec.log_path) if expect_log and not opts.no_wait else None
     backup = make_backup(node, original, mode)
     ctx.facts.setdefault("apiserver_backups", {})[node.name] = backup
     ui.info(f"[apiserver] backed up the manifest to {backup}")
@@ -132,7 +136,7 @@ def apply_manifest(ctx: UpContext, original: bytes, new_text: str, *, expect_log
     target = "new config hash, pod Ready, /readyz ok" + (f", {log_path} written" if log_path else "")
     try:
         with ui.step(f"Waiting for kubelet to restart {pod_name} ({target}; timeout {format_duration(timeout)})"):
-            wait_for_new(ctx, kube, pod_name, old_hash, log_path, timeout)
+            wait_for_new(ctx, kube, pod_name, old_hash, log_path, timeout, log_before)
     except KeyboardInterrupt:
         saved = posixpath.join(backup, posixpath.basename(APISERVER_MANIFEST))
         ui.warn(f"interrupted while waiting: {APISERVER_MANIFEST} keeps the new content; to go back: sudo cp {saved} {APISERVER_MANIFEST}")
@@ -157,7 +161,12 @@ def record_hash(ctx: UpContext, kube, manifest_text: str) -> tuple[str, str]:
             pod = kube.pod(name)
             if pod is not None and not isinstance(pod, ApiDown) and pod.hash:
                 return name, pod.hash
-            last = pod.reason if isinstance(pod, ApiDown) else f"{name} has no {'kubernetes.io/config.hash'} annotation"
+            if isinstance(pod, ApiDown):
+                last = pod.reason
+            elif pod is None:
+                last = f"mirror pod {name} not found"
+            else:
+                last = f"{name} has no kubernetes.io/config.hash annotation"
         elif isinstance(name, ApiDown):
             last = name.reason
         else:
@@ -206,22 +215,27 @@ def make_backup(node: Host, original: bytes, mode: int) -> str:
 # --------------------------------------------------------------------------- waiting
 
 
-def wait_for_new(ctx: UpContext, kube, pod_name: str, old_hash: str, log_path: Optional[str], timeout: float) -> None:
-    """Until the mirror pod has a new hash and is Ready, /readyz is ok and the log exists."""
+def wait_for_new(ctx: UpContext, kube, pod_name: str, old_hash: str, log_path: Optional[str], timeout: float, log_before=None) -> None:
+    """Until the mirror pod has a new hash and is Ready, /readyz is ok and the audit log
+    exists (and, if it existed before, has been written since: the new apiserver logs
+    its own requests, ours included)."""
     from kaudit.kube import ApiDown
     from kaudit.units import format_duration
 
     deadline = time.monotonic() + timeout
     last = shown = "waiting for the first answer"
     polls = 0
+    next_crictl = 0.0
     while True:
         polls += 1
         pod = kube.pod(pod_name)
         if isinstance(pod, ApiDown):
             last = f"API not answering ({pod.reason})"
-            crash = crash_loop_on_node(ctx.node, old_hash)
-            if crash:
-                raise WaitFailed(crash)
+            if time.monotonic() >= next_crictl:  # ask the runtime, but not on every poll
+                next_crictl = time.monotonic() + CRICTL_EVERY
+                crash = crash_loop_on_node(ctx.node, old_hash)
+                if crash:
+                    raise WaitFailed(crash)
         elif pod is None:
             last = f"mirror pod {pod_name} not found (kubelet recreates it)"
         elif pod.hash == old_hash:
@@ -234,8 +248,8 @@ def wait_for_new(ctx: UpContext, kube, pod_name: str, old_hash: str, log_path: O
             ready = kube.readyz()
             if isinstance(ready, ApiDown):
                 last = f"pod Ready but /readyz not ok ({ready.reason})"
-            elif log_path and not ctx.node.exists(log_path):
-                last = f"apiserver Ready but {log_path} does not exist yet"
+            elif log_path and not _log_written(ctx.node, log_path, log_before):
+                last = f"apiserver Ready but nothing written to {log_path} yet"
             else:
                 ctx.ui.detail(f"[apiserver] {pod_name} Ready with hash {pod.hash} after {polls} polls")
                 return
@@ -246,6 +260,13 @@ def wait_for_new(ctx: UpContext, kube, pod_name: str, old_hash: str, log_path: O
             raise WaitFailed(f"did not come up within {format_duration(timeout)} (last: {last})")
         ctx.ui.tick()
         time.sleep(ctx.options.poll_interval)
+
+
+def _log_written(node: Host, path: str, before) -> bool:
+    now = node.stat(path)
+    if now is None:
+        return False
+    return before is None or (now.size, now.mtime, now.inode) != (before.size, before.mtime, before.inode)
 
 
 def wait_for_old(ctx: UpContext, kube, pod_name: str, old_hash: str, timeout: float) -> Optional[str]:

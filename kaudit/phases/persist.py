@@ -40,7 +40,7 @@ def _edit(ctx: UpContext, transform, did: str, already: str) -> Outcome:
     if not opts.persist:
         return Outcome.skipped(f"--no-persist: {where} left as it is (kubeadm upgrade will drop hand-made manifest changes)")
     if opts.no_wait:
-        return Outcome.skipped(f"--no-wait makes no API calls; run `kaudit up --only persist` once the cluster is up")
+        return Outcome.skipped(f"--no-wait makes no API calls: {where} not touched (run again without --no-wait once the cluster is up)")
     kube = NodeKubectl(ctx.node)
     cm = kube.get_configmap(NAMESPACE, NAME)
     if cm is None:

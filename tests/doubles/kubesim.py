@@ -18,8 +18,11 @@ consumes one step of the node's ``script``; when the script is empty the node's
   ready          the new apiserver is up; if it has --audit-log-path, the log file appears
   never-ready    (as after) like new-not-ready, forever
   crashloop      (as after) the API stays down; crictl shows the new container exiting again and again
+  crashloop-ha   (as after) another control-plane node keeps the API up, and the mirror pod
+                 shows the new container in CrashLoopBackOff with a growing restartCount
 
-A manifest equal to the running one (e.g. a restored backup) is served Ready at once.
+With ``log_delay: N`` the new apiserver's first audit event is written N API calls after
+it became Ready. A manifest equal to the running one (e.g. a restored backup) is served Ready at once.
 """
 
 from __future__ import annotations
@@ -118,6 +121,22 @@ def _audit_log_path(pod) -> str | None:
     return None
 
 
+def _write_pending_log(node: dict, rootfs: str) -> None:
+    pending = node.get("log_pending")
+    if not pending:
+        return
+    log, delay = pending
+    if delay > 0:
+        pending[1] = delay - 1
+        return
+    target = Path(rootfs) / log.lstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "a") as f:
+        f.write(json.dumps({"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+                            "stage": "ResponseComplete", "verb": "get", "requestURI": "/readyz"}) + "\n")
+    node["log_pending"] = None
+
+
 def observe(doc: dict, rootfs: str, *, consume: bool) -> dict:
     """Advance the node's kubelet by one step (if consume) and return a view:
     {"api": bool, "pod": dict|None, "ready": bool, "hash": str}."""
@@ -132,6 +151,7 @@ def observe(doc: dict, rootfs: str, *, consume: bool) -> dict:
     if cur is None:
         return {"api": False, "pod": None}
     if cur == node["running"]:
+        _write_pending_log(node, rootfs)
         if node.get("step") not in (None, "ready", "back"):
             # the manifest went back to the running config (a rollback): kubelet restarts the old pod
             _stop_running(node)
@@ -151,17 +171,15 @@ def observe(doc: dict, rootfs: str, *, consume: bool) -> dict:
             _journal(node, f'"SyncLoop UPDATE" source="file" pods=["kube-system/kube-apiserver-{node["node"]}"]')
             log = _audit_log_path(pod)
             if log:
-                target = Path(rootfs) / log.lstrip("/")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with open(target, "a") as f:
-                    f.write(json.dumps({"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
-                                        "stage": "ResponseComplete", "verb": "get", "requestURI": "/readyz"}) + "\n")
+                # the first event lands after `log_delay` more API calls (0: at once)
+                node["log_pending"] = [log, int(node.get("log_delay", 0))]
+            _write_pending_log(node, rootfs)
             return {"api": True, "pod": pod, "hash": cur, "ready": True}
         if step in ("new-not-ready", "never-ready"):
             if not any(c["labels"]["io.kubernetes.pod.uid"] == cur for c in node.get("containers", [])):
                 _stop_running(node)
                 _container(node, cur, "CONTAINER_RUNNING")
-        if step == "crashloop":
+        if step in ("crashloop", "crashloop-ha"):
             _stop_running(node)
             attempt = node.get("attempt", 0)
             _container(node, cur, "CONTAINER_EXITED", attempt=attempt)
@@ -174,6 +192,8 @@ def observe(doc: dict, rootfs: str, *, consume: bool) -> dict:
         return {"api": False, "pod": None}
     if step == "not-found":
         return {"api": True, "pod": None}
+    if step == "crashloop-ha":
+        return {"api": True, "pod": pod, "hash": cur, "ready": False, "waiting": "CrashLoopBackOff", "restarts": node.get("attempt", 0)}
     if step == "old-hash":
         return {"api": True, "pod": pod, "hash": node["running"], "ready": True}
     return {"api": True, "pod": pod, "hash": cur, "ready": False}  # new-not-ready, never-ready
@@ -214,9 +234,10 @@ def mirror_pod(node: dict, view: dict) -> dict:
             "containerStatuses": [{
                 "name": "kube-apiserver",
                 "ready": view["ready"],
-                "restartCount": 0,
-                "started": True,
-                "state": {"running": {"startedAt": _now()}},
+                "restartCount": view.get("restarts", 0),
+                "started": "waiting" not in view,
+                "state": {"waiting": {"reason": view["waiting"], "message": "back-off 10s restarting failed container=kube-apiserver"}}
+                if "waiting" in view else {"running": {"startedAt": _now()}},
             }],
         },
     }
