@@ -219,3 +219,63 @@ def test_once_on_a_missing_file_is_an_error(cli, tmp_path):
     r = cli(["ship", "--path", tmp_path / "nope.log", "--loki-url", "http://127.0.0.1:9", "--positions", tmp_path / "p.json", "--once"])
     assert r.code == 1
     assert "audit log not found" in r.err and "hint:" in r.err
+
+
+@pytest.fixture
+def tls_cert(tmp_path):
+    """A self-signed certificate for 127.0.0.1 made with the openssl CLI."""
+    cert, key = tmp_path / "loki.crt", tmp_path / "loki.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def test_tls_with_ca_file_insecure_skip_verify_and_an_untrusted_certificate(tmp_path, tls_cert):
+    log = tmp_path / "audit.log"
+    events = make_events(10)
+    append(log, events)
+    d = LokiDouble("3.5.0", reject_old_samples_max_age_ns=0, tls=tuple(map(str, tls_cert))).start()
+    try:
+        assert d.url.startswith("https://")
+        code, err = ShipperProc(base_args(log, d, tmp_path / "a.json", "--once", "--max-retries", "1")).wait()
+        assert code == 1 and "CERTIFICATE_VERIFY_FAILED" in err  # not trusted: refused, nothing acknowledged
+        assert d.entries() == []
+        code, err = ShipperProc(base_args(log, d, tmp_path / "b.json", "--once", "--ca-file", tls_cert[0])).wait()
+        assert code == 0, err
+        assert pairs_in_loki(d) == pairs_in_lines(events)
+        code, err = ShipperProc(base_args(log, d, tmp_path / "c.json", "--once", "--insecure-skip-verify")).wait()
+        assert code == 0, err
+        assert d.received == 20
+    finally:
+        d.stop()
+
+
+def test_full_push_url_and_start_at_end(tmp_path):
+    log = tmp_path / "audit.log"
+    old, new = make_events(5), make_events(5, start=5)
+    append(log, old)
+    d = double()
+    try:
+        args = ["--path", log, "--loki-url", d.push_url, "--positions", tmp_path / "p.json", "--start-at", "end",
+                "--batch-wait", "100ms"]
+        proc = ShipperProc(args)
+        wait_for(lambda: (tmp_path / "p.json").exists(), what="first position saved")
+        append(log, new)
+        wait_for(lambda: len(d.entries()) == 5, what="new events shipped")
+        code, err = proc.term()
+        assert code == 0, err
+        assert pairs_in_loki(d) == pairs_in_lines(new)
+    finally:
+        d.stop()
+
+
+def test_backoff_doubles_with_jitter_up_to_the_cap():
+    from kaudit.shipper.client import backoff_delays, split_url
+
+    lo = backoff_delays(0.5, 300, rand=lambda: 0.0)
+    assert [next(lo) for _ in range(12)] == [0.375 * 2**i for i in range(10)] + [225.0, 225.0]
+    hi = backoff_delays(0.5, 300, rand=lambda: 1.0)
+    assert max(next(hi) for _ in range(20)) == 375.0
+    assert split_url("http://loki:3100/") == ("http://loki:3100", "http://loki:3100/loki/api/v1/push")
+    assert split_url("https://gw/loki/api/v1/push") == ("https://gw", "https://gw/loki/api/v1/push")

@@ -105,14 +105,16 @@ def test_loki_down_for_a_while_then_up(tmp_path):
         loki.stop()
 
 
-def test_a_429_storm_is_retried_until_accepted(tmp_path, loki):
+def test_a_429_storm_and_500s_are_retried_until_accepted(tmp_path, loki):
     log = tmp_path / "audit.log"
     events = make_events(1000)
     append(log, events)
     loki.fail_next(429, times=25)
+    loki.fail_next(500, times=3)  # then a few internal errors: retried the same way
     code, err = ShipperProc(base_args(log, loki, tmp_path / "pos.json", "--once", "--batch-bytes", "64KiB", "--backoff-max", "100ms")).wait()
     assert code == 0, err
     assert len([r for r in loki.requests("/loki/api/v1/push") if r.status == 429]) == 25
+    assert len([r for r in loki.requests("/loki/api/v1/push") if r.status == 500]) == 3
     assert "Ingestion rate limit exceeded" in err
     assert pairs_in_loki(loki) == pairs_in_lines(events)
 

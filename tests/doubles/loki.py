@@ -288,6 +288,7 @@ class LokiDouble:
         allow_structured_metadata: bool | None = None,
         auth_enabled: bool = False,
         store_lines: bool = True,
+        tls: tuple[str, str] | None = None,
     ):
         self.version = version
         self.major = int(re.match(r"v?(\d+)", version).group(1))
@@ -298,6 +299,7 @@ class LokiDouble:
         self.allow_sm = (self.major >= 3) if allow_structured_metadata is None else allow_structured_metadata
         self.auth_enabled = auth_enabled
         self.store_lines = store_lines
+        self.tls = tls  # (certfile, keyfile): serve https
         self._lock = threading.Lock()
         self._streams: dict[tuple, dict[tuple[int, str], Entry]] = {}
         self._received = 0
@@ -311,6 +313,12 @@ class LokiDouble:
         handler = type("Handler", (_Handler,), {"double": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
         self._server.daemon_threads = True
+        if self.tls:
+            import ssl
+
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*self.tls)
+            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
@@ -331,7 +339,7 @@ class LokiDouble:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def push_url(self) -> str:
