@@ -279,3 +279,16 @@ def test_backoff_doubles_with_jitter_up_to_the_cap():
     assert max(next(hi) for _ in range(20)) == 375.0
     assert split_url("http://loki:3100/") == ("http://loki:3100", "http://loki:3100/loki/api/v1/push")
     assert split_url("https://gw/loki/api/v1/push") == ("https://gw", "https://gw/loki/api/v1/push")
+
+
+def test_root_quiet_flag_silences_the_shipper_narrative(cli, tmp_path):
+    log = tmp_path / "audit.log"
+    append(log, make_events(3))
+    d = double()
+    try:
+        loud = cli(["ship", *base_args(log, d, tmp_path / "a.json", "--once")])
+        quiet = cli(["-q", "ship", *base_args(log, d, tmp_path / "b.json", "--once")])
+    finally:
+        d.stop()
+    assert loud.code == quiet.code == 0
+    assert "shipped 3 entries" in loud.err and quiet.err == ""

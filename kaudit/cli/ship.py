@@ -17,9 +17,13 @@ HELP = (
 
 
 def ship(ctx: typer.Context) -> None:
+    from kaudit.cli import state
     from kaudit.shipper.main import main
 
-    code = main(list(ctx.args), prog="kaudit ship")
+    args = list(ctx.args)
+    if state(ctx).ui.quiet and "-q" not in args and "--quiet" not in args:
+        args.append("--quiet")  # `kaudit -q ship ...`: only errors on stderr
+    code = main(args, prog="kaudit ship")
     if code:
         raise typer.Exit(code)
 
