@@ -85,7 +85,19 @@ class NodeKubectl:
 
     def run(self, args: list[str], *, input: bytes | None = None) -> Result:
         argv = ["kubectl", "--kubeconfig", kubeconfig_path(self.node), *args]
-        return self.node.run(argv, input=input, check=False, timeout=self.timeout)
+        r = self.node.run(argv, input=input, check=False, timeout=self.timeout)
+        # not a restart hiccup: waiting would only burn the whole timeout
+        if r.returncode == 127:
+            raise KauditError(
+                f"{self.node.name}: kubectl is not installed on the node ({last_line(r)})",
+                "install kubectl on the node, or write the files only with --no-wait",
+            )
+        if not r.ok and "no such file or directory" in r.err and kubeconfig_path(self.node) in r.err:
+            raise KauditError(
+                f"{self.node.name}: no {ADMIN_CONF} (kubeadm's admin kubeconfig)",
+                "run kaudit against a kubeadm control-plane node, or use --no-wait",
+            )
+        return r
 
     def _json(self, args: list[str]) -> Union[dict, ApiDown, None]:
         """Parsed JSON, None for NotFound, ApiDown for anything else."""

@@ -238,3 +238,21 @@ def test_an_audit_log_left_from_before_must_grow(kube_node, cli):
     assert r.code == 0, r.err
     assert "nothing written to /var/log/kubernetes-audit/audit.log yet" in r.err
     assert len(log.read_text().splitlines()) == 2
+
+
+def test_no_kubectl_on_the_node_fails_fast_and_changes_nothing(kube_node, cli, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    before = snapshot(kube_node.root)
+    r = cli(["up", "--host", "local", "--rootfs", kube_node.root, "--only", "apiserver"])  # default 5m timeout
+    assert r.code == 1
+    assert "kubectl is not installed on the node" in r.err
+    assert snapshot(kube_node.root) == before
+
+
+def test_missing_admin_conf_fails_fast(kube_node, cli):
+    (kube_node.root / "etc/kubernetes/admin.conf").unlink()
+    before = snapshot(kube_node.root)
+    r = cli(["up", "--host", "local", "--rootfs", kube_node.root, "--only", "apiserver"])
+    assert r.code == 1
+    assert "no /etc/kubernetes/admin.conf" in r.err
+    assert snapshot(kube_node.root) == before
