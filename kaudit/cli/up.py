@@ -24,7 +24,7 @@ from kaudit.cli.audit_options import (
 )
 from kaudit.cli.options import AcceptNewHostKeyOpt, HostOpt, KnownHostsOpt, RootfsOpt, SshKeyOpt
 from kaudit.errors import ExitCode, UsageError
-from kaudit.workflow import phases_help
+from kaudit.workflow import PHASE_NAMES, phases_help
 
 PROFILES = ("gce", "gce-modern")
 STACKS = ("loki-stack", "loki")
@@ -88,8 +88,8 @@ def up(
     ssh_key: SshKeyOpt = None,
     accept_new_host_key: AcceptNewHostKeyOpt = False,
     known_hosts: KnownHostsOpt = None,
-    only: Annotated[Optional[str], typer.Option("--only", metavar="PHASES", help="Run only these phases (comma-separated).")] = None,
-    skip_phases: Annotated[Optional[str], typer.Option("--skip-phases", metavar="PHASES", help="Skip these phases (comma-separated).")] = None,
+    only: Annotated[Optional[str], typer.Option("--only", metavar="PHASES", help=f"Run only these phases, comma-separated: {', '.join(PHASE_NAMES)}.")] = None,
+    skip_phases: Annotated[Optional[str], typer.Option("--skip-phases", metavar="PHASES", help="Skip these phases, comma-separated (names as for --only).")] = None,
     dry_run: DryRunOpt = False,
     policy_profile: Annotated[
         str, typer.Option("--policy-profile", callback=_choice("--policy-profile", PROFILES), help="Packaged policy: gce (Google's GCE/COS policy) or gce-modern.")
@@ -175,7 +175,7 @@ def up(
     return run_phases(state(ctx).ui, hosts, phases, opts, dry_run=dry_run, verb="up")
 
 
-up.__doc__ = (up.__doc__ or "").replace("{phases}", phases_help())
+up.__doc__ = (up.__doc__ or "").replace("{phases}", "\n    ".join(line.strip() for line in phases_help().splitlines()))
 
 DOWN_PHASES = (
     ("apiserver", "take kaudit's flags and mounts out of kube-apiserver (backup, wait, roll back)", "kaudit.phases.apiserver:run_down", True),
