@@ -62,3 +62,21 @@ def test_recording_host_reads_but_never_writes(kube_node):
     assert node.run(["kubectl", "--kubeconfig", "x", "get", "pods"], check=False) is not None
     assert snapshot(kube_node.root) == before
     assert [r[0] for r in node.recorded] == ["write", "mkdir", "remove"]
+
+
+def test_lima_dry_run_plans_the_vm_and_defers_node_checks(fake_lima, cli):
+    # no VM yet: preflight cannot look at the node, and the vm phase (seeing a Lima host
+    # through the dry-run wrapper) plans limactl start without running it
+    r = cli(["up", "--host", "lima:k8s", "--dry-run", "--only", "preflight,vm", "--cpus", "4"])
+    assert r.code == 0, r.err
+    assert "node checks follow the vm phase" in r.err
+    assert "would run: limactl start --name=k8s --tty=false --cpus=4 template:k8s" in r.err
+    assert not any(c[:1] == ["start"] for c in fake_lima.calls)
+    assert fake_lima.status("k8s") is None
+
+
+def test_lima_vm_options_reach_the_vm_phase(fake_lima, cli):
+    r = cli(["up", "--host", "lima:k8s", "--only", "vm", "--memory", "8GiB", "--lima-template", "k8s"])
+    assert r.code == 0, r.err
+    start = next(c for c in fake_lima.calls if c[:1] == ["start"])
+    assert "--memory=8" in start and start[-1] == "template:k8s", start
