@@ -110,10 +110,10 @@ def test_event_still_too_long_after_removing_bodies_is_cut_and_counted():
 
 def test_malformed_lines_are_shipped_with_static_labels_and_counted():
     enc = Encoder(static={"job": "kubernetes-audit"})
-    lines = [b"not json at all", b'{"half": ', b"\x00\x01 control\tchars \xff\xfe", b"[1,2]"]
+    lines = [b"not json at all", b'{"half": ', b"\x00\x01 control\tchars \xff\xfe", b"[1,2]", b"[" * 200000]
     pushed = decode_push(enc, [enc.encode(l, read_ns=42) for l in lines])
-    assert enc.counters.malformed == 4
-    assert [v[0] for _, v in pushed] == ["42"] * 4
+    assert enc.counters.malformed == 5
+    assert [v[0] for _, v in pushed] == ["42"] * 5
     assert all(labels == {"job": "kubernetes-audit"} for labels, _ in pushed)
     assert [v[1] for _, v in pushed][:2] == ["not json at all", '{"half": ']
     assert pushed[2][1][1].startswith("\x00\x01 control\tchars ")

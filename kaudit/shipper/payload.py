@@ -341,7 +341,7 @@ class Encoder:
         self.counters.slow_path += 1
         try:
             ev = _loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # deeply nested garbage must not stop the shipper
             return None
         if not isinstance(ev, dict):
             return None
@@ -378,7 +378,7 @@ class Encoder:
             return out
         try:
             ev = _loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # deeply nested garbage must not stop the shipper
             ev = None
         if isinstance(ev, dict):
             removed = [k for k in BODY_KEYS if k in ev]
