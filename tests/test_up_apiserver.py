@@ -242,6 +242,7 @@ def test_an_audit_log_left_from_before_must_grow(kube_node, cli):
 
 def test_no_kubectl_on_the_node_fails_fast_and_changes_nothing(kube_node, cli, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
+    assert cli(["up", "--host", "local", "--rootfs", kube_node.root, "--only", "policy"]).code == 0
     before = snapshot(kube_node.root)
     r = cli(["up", "--host", "local", "--rootfs", kube_node.root, "--only", "apiserver"])  # default 5m timeout
     assert r.code == 1
@@ -251,8 +252,18 @@ def test_no_kubectl_on_the_node_fails_fast_and_changes_nothing(kube_node, cli, m
 
 def test_missing_admin_conf_fails_fast(kube_node, cli):
     (kube_node.root / "etc/kubernetes/admin.conf").unlink()
+    assert cli(["up", "--host", "local", "--rootfs", kube_node.root, "--only", "policy"]).code == 0
     before = snapshot(kube_node.root)
     r = cli(["up", "--host", "local", "--rootfs", kube_node.root, "--only", "apiserver"])
     assert r.code == 1
     assert "no /etc/kubernetes/admin.conf" in r.err
+    assert snapshot(kube_node.root) == before
+
+
+def test_apiserver_alone_refuses_without_the_policy_file_on_the_node(kube_node, cli):
+    before = snapshot(kube_node.root)
+    r = cli(["up", "--host", "local", "--rootfs", kube_node.root, "--only", "apiserver", "--wait-timeout", "5s"])
+    assert r.code == 1
+    assert "the audit policy /etc/kubernetes/audit-policy.yaml is not on the node" in r.err
+    assert "hint: write it first" in r.err
     assert snapshot(kube_node.root) == before

@@ -59,6 +59,14 @@ def run(ctx: UpContext) -> Outcome:
                 "(on the node: crictl stop $(crictl ps -q --name kube-apiserver); kubelet starts it again)"
             )
         return Outcome.unchanged("already configured: kube-apiserver has kaudit's audit flags and mounts")
+    policy = ctx.options.spec.policy_path
+    planned_policy = ctx.dry_run and "policy" in (getattr(ctx.options, "phases", None) or ())
+    if not planned_policy and not ctx.node.exists(policy):
+        # the hostPath volume is type File: kubelet would not even start the new pod
+        raise KauditError(
+            f"{ctx.node.name}: the audit policy {policy} is not on the node; kube-apiserver would not start without it",
+            "write it first: kaudit up --only policy,apiserver (or give --policy-path of the file you installed)",
+        )
     return apply_manifest(ctx, original, patched, expect_log=True, what="audit flags")
 
 
