@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
+import shutil
+import sys
+from pathlib import Path
 
-from upnode import AUDIT_LOG, DATA, MANIFEST, POLICY, kube_node, snapshot  # noqa: F401  (fixture)
+from upnode import AUDIT_LOG, DATA, DOUBLES, MANIFEST, POLICY, kube_node, snapshot  # noqa: F401  (fixture)
 
 V4 = (DATA / "up/ClusterConfiguration-v1beta4.yaml").read_text()
 
@@ -72,15 +74,31 @@ def test_purge_charts_without_helm_says_so(kube_node, cli, monkeypatch):
     assert "helm is not installed here" in r.err
 
 
-def test_purge_charts_finds_installed_releases(kube_node, cli, monkeypatch, tmp_path):
-    # a release installed through the helm double (tests/doubles/helm), as the stack phase would
+def test_purge_charts_deletes_applied_objects_and_plans_helm_uninstall(kube_node, cli, monkeypatch, tmp_path):
+    # the whole stack as `up` installs it: helm releases (helm double) and kubectl-applied objects
     monkeypatch.setenv("HELM_DOUBLE_DIR", str(tmp_path / "helm"))
-    subprocess.run(
-        ["helm", "upgrade", "--install", "loki", "loki-stack", "--version", "2.10.3", "-n", "kaudit", "--create-namespace", "-f", "-"],
-        input=b"{}", check=True, capture_output=True,
-    )
-    r = down(cli, kube_node, "--purge-charts", "--no-wait", "--dry-run")
+    r = cli(["up", "--host", "local", "--rootfs", kube_node.root, "--skip-phases", "verify", "--wait-timeout", "5s",
+             "--collector", "shipper"])
     assert r.code == 0, r.err
-    assert "would run helm uninstall loki -n kaudit" in r.err
-    r = down(cli, kube_node, "--purge-charts", "--no-wait", "--dry-run", "--namespace", "other")
-    assert "no kaudit release installed in namespace other" in r.err
+    assert "DaemonSet/kaudit/kaudit-shipper" in kube_node.state()["objects"]
+
+    plan = down(cli, kube_node, "--purge-charts", "--dry-run")
+    assert plan.code == 0, plan.err
+    assert "would run helm uninstall loki -n kaudit" in plan.err
+    assert "would run: kubectl delete configmap/kaudit-dashboards" in plan.err
+    assert "DaemonSet/kaudit/kaudit-shipper" in kube_node.state()["objects"]
+
+    # without helm on PATH the applied objects still go, and the releases are named
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("kubectl", "crictl", "journalctl"):
+        (bin_dir / tool).symlink_to(DOUBLES / tool)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin")
+    assert not shutil.which("helm")
+    r = down(cli, kube_node, "--purge-charts")
+    assert r.code == 0, r.err
+    objects = kube_node.state()["objects"]
+    assert not [k for k in objects if k.endswith(("/kaudit-shipper", "/kaudit-dashboards", "/kaudit-shipper-code"))]
+    assert "deleted configmap/kaudit-dashboards" in r.err and "daemonset.apps/kaudit-shipper" in r.err
+    assert "helm is not installed here; nothing uninstalled (releases: loki" in r.err
+    assert b"--audit-log-path" not in (kube_node.root / MANIFEST).read_bytes()
