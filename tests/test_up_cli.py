@@ -80,3 +80,11 @@ def test_lima_vm_options_reach_the_vm_phase(fake_lima, cli):
     assert r.code == 0, r.err
     start = next(c for c in fake_lima.calls if c[:1] == ["start"])
     assert "--memory=8" in start and start[-1] == "template:k8s", start
+
+
+def test_a_bad_second_host_stops_the_run_before_any_node_is_touched(kube_node, cli):
+    before = snapshot(kube_node.root)
+    r = cli(["up", "--host", "local", "--host", "ssh://", "--rootfs", kube_node.root, "--only", "policy", "--no-wait"])
+    assert r.code == 2
+    assert "--rootfs works only with --host local" in r.err
+    assert snapshot(kube_node.root) == before

@@ -52,7 +52,7 @@ def test_nodes_one_at_a_time_and_stop_at_the_first_failure(kube_node, capsys):
     assert (roots["cp3"] / MANIFEST).read_bytes() == fresh["cp3"]  # never touched
     assert not (roots["cp3"] / "etc/kubernetes/audit-policy.yaml").exists()
     err = capsys.readouterr().err
-    assert "not started on: cp3" in err
+    assert f"not started on: local (rootfs {roots['cp3']})" in err
     # each node's mirror pod was found by its own advertise endpoint
     pods = {c[4] for c in kube_node.calls() if c[2:4] == ["get", "pod"]}
     assert pods == {"kube-apiserver-cp1", "kube-apiserver-cp2"}

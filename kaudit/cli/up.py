@@ -274,11 +274,12 @@ def run_phases(ui, hosts, phases, opts, *, dry_run: bool, verb: str) -> int:
         else:
             ui.ok(text)
 
-    opened = []
+    # every --host is parsed before any node is touched (nothing connects yet)
+    opened = [hosts.open(spec) for spec in hosts.hosts]
+    started = 0
     try:
-        for spec in hosts.hosts:
-            node = hosts.open(spec)
-            opened.append(node)
+        for node in opened:
+            started += 1
             if dry_run:
                 from kaudit.dryrun import recording
 
@@ -295,7 +296,7 @@ def run_phases(ui, hosts, phases, opts, *, dry_run: bool, verb: str) -> int:
             for phase in cluster_phases:
                 one(phase, first_ctx, "cluster")
     except KauditError:
-        _summary(ui, rows, verb, failed=True, remaining=[h for h in hosts.hosts[len(opened):]])
+        _summary(ui, rows, verb, failed=True, remaining=[n.name for n in opened[started:]])
         raise
     finally:
         for node in opened:
