@@ -204,12 +204,43 @@ def test_api_down_before_start_changes_nothing(kube_node, cli):
     assert snapshot(kube_node.root) == before
 
 
-def test_changed_policy_on_a_configured_node_warns_that_the_apiserver_needs_a_restart(kube_node, cli):
+def test_replaced_policy_restarts_the_apiserver_so_it_loads_it(kube_node, cli):
     assert up(cli, kube_node).code == 0
+    first = [c["id"] for c in kube_node.node_state()["containers"] if c["state"] == "CONTAINER_RUNNING"]
+    log_lines = len((kube_node.root / AUDIT_LOG).read_text().splitlines())
+
     r = up(cli, kube_node, "--policy-profile", "gce-modern")
+
     assert r.code == 0, r.err
     assert "replaced /etc/kubernetes/audit-policy.yaml with the gce-modern profile" in r.err
-    assert "reads it only when it starts" in r.err
+    assert "restarted kube-apiserver to load the new policy" in r.err
+    running = [c for c in kube_node.node_state()["containers"] if c["state"] == "CONTAINER_RUNNING"]
+    assert len(running) == 1 and running[0]["id"] not in first
+    assert ["stop", first[0]] in kube_node.state()["crictl_calls"]
+    assert len((kube_node.root / AUDIT_LOG).read_text().splitlines()) > log_lines
+    # the previous policy was backed up next to the manifest backups
+    assert any((d / "audit-policy.yaml").is_file() for d in (kube_node.root / "etc/kubernetes/tmp").iterdir())
+    # and a third run has nothing left to do
+    r3 = up(cli, kube_node, "--policy-profile", "gce-modern")
+    assert r3.code == 0 and "nothing changed" in r3.err
+
+
+def test_policy_that_breaks_the_apiserver_is_put_back(kube_node, cli):
+    from kaudit.core.policy import policy_text
+
+    assert up(cli, kube_node).code == 0
+    doc = kube_node.state()
+    doc["nodes"][str(kube_node.root)]["policy_crash"] = True
+    kube_node.save(doc)
+
+    r = up(cli, kube_node, "--policy-profile", "gce-modern", "--wait-timeout", "60s")
+
+    assert r.code == 1
+    assert "crash-looping with the new policy" in r.err
+    assert "the previous policy is back in /etc/kubernetes/audit-policy.yaml and the apiserver is Ready" in r.err
+    assert (kube_node.root / POLICY).read_text() == policy_text("gce")
+    assert (kube_node.root / POLICY).stat().st_mode & 0o777 == 0o600
+    assert kube_node.node_state()["restarting"] is None
 
 
 def test_crash_loop_seen_on_the_mirror_pod_when_another_apiserver_answers(kube_node, cli):

@@ -52,12 +52,11 @@ def run(ctx: UpContext) -> Outcome:
     original, text = read_manifest(ctx.node)
     patched = patch_manifest(text, ctx.options.spec, source=f"{ctx.node.name}:{APISERVER_MANIFEST}")
     if patched == text:
-        if ctx.node.name in ctx.facts.get("policy_replaced", ()):
-            ctx.ui.warn(
-                f"{ctx.node.name}: the policy file changed, but kube-apiserver reads it only when it starts; "
-                "the running apiserver keeps the old rules until it restarts "
-                "(on the node: crictl stop $(crictl ps -q --name kube-apiserver); kubelet starts it again)"
-            )
+        previous = ctx.facts.get("policy_replaced", {}).get(ctx.node.name)
+        if previous is not None:
+            from kaudit.phases.reload import reload_policy
+
+            return reload_policy(ctx, *previous)
         return Outcome.unchanged("already configured: kube-apiserver has kaudit's audit flags and mounts")
     policy = ctx.options.spec.policy_path
     planned_policy = ctx.dry_run and "policy" in (getattr(ctx.options, "phases", None) or ())
@@ -203,9 +202,9 @@ def _annotation(manifest_text: str, key: str) -> Optional[str]:
         return None
 
 
-def make_backup(node: Host, original: bytes, mode: int) -> str:
-    """Copy the manifest into a fresh timestamped dir under /etc/kubernetes/tmp; return the dir.
-    The copy is read back and compared before anything else is touched."""
+def make_backup(node: Host, original: bytes, mode: int, *, name: str = APISERVER_MANIFEST) -> str:
+    """Copy a file (the manifest) into a fresh timestamped dir under /etc/kubernetes/tmp;
+    return the dir. The copy is read back and compared before anything else is touched."""
     stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime())
     backup = posixpath.join(BACKUP_ROOT, f"{BACKUP_PREFIX}{stamp}")
     n = 1
@@ -213,7 +212,7 @@ def make_backup(node: Host, original: bytes, mode: int) -> str:
         n += 1
         backup = posixpath.join(BACKUP_ROOT, f"{BACKUP_PREFIX}{stamp}-{n}")
     node.makedirs(backup, 0o700)
-    path = posixpath.join(backup, posixpath.basename(APISERVER_MANIFEST))
+    path = posixpath.join(backup, posixpath.basename(name))
     node.write_file(path, original, mode=mode)
     if node.read_file(path) != original:
         raise KauditError(f"{node.name}: the backup {path} does not read back as written; nothing was changed", "check the node's disk")

@@ -48,12 +48,18 @@ def run(ctx: UpContext) -> Outcome:
         node.write_file(path, data, mode=MODE)
         return Outcome.changed(f"{path}: mode set to 0600 (was {st.mode:04o})")
     verb = "replace" if st is not None else "write"
+    if st is not None:
+        # kube-apiserver reads the policy only when it starts: the apiserver phase restarts
+        # it, and puts these bytes back if it does not come up with the new ones
+        ctx.facts.setdefault("policy_replaced", {})[node.name] = (node.read_file(path), st.mode)
     if ctx.dry_run:
         return Outcome.planned(f"would {verb} {path} with {opts.policy_source()} ({len(data)} bytes, mode 0600)")
-    node.write_file(path, data, mode=MODE)
     if st is not None:
-        # kube-apiserver reads the policy only when it starts: the apiserver phase must know
-        ctx.facts.setdefault("policy_replaced", set()).add(node.name)
+        from kaudit.phases.apiserver import make_backup
+
+        backup = make_backup(node, ctx.facts["policy_replaced"][node.name][0], st.mode, name=path)
+        ctx.ui.info(f"[policy] backed up the previous policy to {backup}")
+    node.write_file(path, data, mode=MODE)
     return Outcome.changed(f"{verb.replace('write', 'wrote').replace('replace', 'replaced')} {path} with {opts.policy_source()} ({len(data)} bytes, mode 0600)")
 
 

@@ -21,6 +21,11 @@ consumes one step of the node's ``script``; when the script is empty the node's
   crashloop-ha   (as after) another control-plane node keeps the API up, and the mirror pod
                  shows the new container in CrashLoopBackOff with a growing restartCount
 
+``crictl stop`` of the running container makes kubelet start a new one in the same
+pod after ``restart_delay`` (default 1) more calls, the API being down meanwhile;
+with ``policy_crash: true`` a policy file that differs from the one the apiserver last
+started with makes every new container exit (a crash loop) until it is put back.
+
 With ``log_delay: N`` the new apiserver's first audit event is written N API calls after
 it became Ready. A manifest equal to the running one (e.g. a restored backup) is served Ready at once.
 """
@@ -110,15 +115,64 @@ def _stop_running(node: dict) -> None:
             c["state"] = "CONTAINER_EXITED"
 
 
-def _audit_log_path(pod) -> str | None:
+def _flag(pod, name: str) -> str | None:
     try:
         command = pod["spec"]["containers"][0]["command"]
     except (KeyError, IndexError, TypeError):
         return None
     for arg in command:
-        if isinstance(arg, str) and arg.startswith("--audit-log-path="):
+        if isinstance(arg, str) and arg.startswith(f"--{name}="):
             return arg.split("=", 1)[1]
     return None
+
+
+def _audit_log_path(pod) -> str | None:
+    return _flag(pod, "audit-log-path")
+
+
+def policy_sha(rootfs: str) -> str | None:
+    """sha256 of the policy file the manifest names (None without one)."""
+    path = _flag(load_manifest(rootfs), "audit-policy-file")
+    if not path:
+        return None
+    try:
+        return hashlib.sha256((Path(rootfs) / path.lstrip("/")).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def stop_container(doc: dict, rootfs: str, cid: str) -> bool:
+    node = doc["nodes"][rootfs]
+    match = [c for c in node.get("containers", []) if c["id"].startswith(cid)]
+    if not match:
+        return False
+    if match[0]["state"] == "CONTAINER_RUNNING":
+        match[0]["state"] = "CONTAINER_EXITED"
+        node["restarting"] = {"wait": int(node.get("restart_delay", 1)), "uid": match[0]["labels"]["io.kubernetes.pod.uid"]}
+    return True
+
+
+def advance_restart(node: dict, rootfs: str) -> None:
+    """One step of kubelet bringing a stopped apiserver container back."""
+    r = node.get("restarting")
+    if not r:
+        return
+    attempt = max((c["metadata"]["attempt"] for c in node.get("containers", []) if c["labels"]["io.kubernetes.pod.uid"] == r["uid"]), default=0) + 1
+    if node.get("policy_crash") and policy_sha(rootfs) != node.get("good_policy"):
+        _container(node, r["uid"], "CONTAINER_EXITED", attempt=attempt)
+        _journal(node, f'"Error syncing pod, skipping" err="failed to \\"StartContainer\\" for \\"kube-apiserver\\" with CrashLoopBackOff" pod="kube-system/kube-apiserver-{node["node"]}"')
+        return
+    if r["wait"] > 0:
+        r["wait"] -= 1
+        return
+    _container(node, r["uid"], "CONTAINER_RUNNING", attempt=attempt)
+    _journal(node, f'"Container started" containerName="kube-apiserver" pod="kube-system/kube-apiserver-{node["node"]}"')
+    node["good_policy"] = policy_sha(rootfs)
+    node["restarting"] = None
+    pod = load_manifest(rootfs)
+    if _audit_log_path(pod):
+        node["log_pending"] = [_audit_log_path(pod), int(node.get("log_delay", 0))]
+        _write_pending_log(node, rootfs)
 
 
 def _write_pending_log(node: dict, rootfs: str) -> None:
@@ -147,9 +201,14 @@ def observe(doc: dict, rootfs: str, *, consume: bool) -> dict:
     if node.get("running") is None and cur is not None:
         node["running"] = cur  # the apiserver that was up before kaudit came
         node["boot"] = cur
+        node["good_policy"] = policy_sha(rootfs)
         _container(node, cur, "CONTAINER_RUNNING")
     if cur is None:
         return {"api": False, "pod": None}
+    if node.get("restarting") and cur == node["running"]:
+        advance_restart(node, rootfs)
+        if node.get("restarting"):
+            return {"api": False, "pod": None}
     if cur == node["running"]:
         _write_pending_log(node, rootfs)
         if node.get("step") not in (None, "ready", "back"):
@@ -168,6 +227,7 @@ def observe(doc: dict, rootfs: str, *, consume: bool) -> dict:
             _stop_running(node)
             _container(node, cur, "CONTAINER_RUNNING")
             node["running"] = cur
+            node["good_policy"] = policy_sha(rootfs)
             _journal(node, f'"SyncLoop UPDATE" source="file" pods=["kube-system/kube-apiserver-{node["node"]}"]')
             log = _audit_log_path(pod)
             if log:
