@@ -298,3 +298,11 @@ def test_apiserver_alone_refuses_without_the_policy_file_on_the_node(kube_node, 
     assert "the audit policy /etc/kubernetes/audit-policy.yaml is not on the node" in r.err
     assert "hint: write it first" in r.err
     assert snapshot(kube_node.root) == before
+
+
+def test_policy_phase_alone_warns_that_the_new_policy_is_not_loaded(kube_node, cli):
+    assert up(cli, kube_node).code == 0
+    r = cli(["up", "--host", "local", "--rootfs", kube_node.root, "--only", "policy", "--policy-profile", "gce-modern"])
+    assert r.code == 0, r.err
+    assert "only when it starts; run kaudit up --only policy,apiserver" in r.err
+    assert not any(c[0] == "stop" for c in kube_node.state().get("crictl_calls", []))

@@ -60,6 +60,9 @@ def run(ctx: UpContext) -> Outcome:
         backup = make_backup(node, ctx.facts["policy_replaced"][node.name][0], st.mode, name=path)
         ctx.ui.info(f"[policy] backed up the previous policy to {backup}")
     node.write_file(path, data, mode=MODE)
+    if st is not None and "apiserver" not in (getattr(opts, "phases", None) or ("apiserver",)):
+        ctx.ui.warn(f"{node.name}: kube-apiserver reads {path} only when it starts; "
+                    "run kaudit up --only policy,apiserver (or restart it) to load the new policy")
     return Outcome.changed(f"{verb.replace('write', 'wrote').replace('replace', 'replaced')} {path} with {opts.policy_source()} ({len(data)} bytes, mode 0600)")
 
 
