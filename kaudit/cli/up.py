@@ -8,7 +8,7 @@ once afterwards. A summary at the end lists what each phase changed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated, Optional
 
 import typer
 

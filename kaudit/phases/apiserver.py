@@ -24,7 +24,6 @@ from __future__ import annotations
 import posixpath
 import sys
 import time
-from dataclasses import dataclass
 from typing import Optional
 
 from kaudit.errors import KauditError
