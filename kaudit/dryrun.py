@@ -24,7 +24,17 @@ _READ_ONLY = (
 def _read_only(argv: list[str]) -> bool:
     if argv[:2] == ["sh", "-c"] and len(argv) > 2 and argv[2].startswith("command -v"):
         return True
-    words = [a for i, a in enumerate(argv) if not (argv[0] == "kubectl" and (a.startswith("--kubeconfig") or (i > 0 and argv[i - 1] == "--kubeconfig")))]
+    words = list(argv)
+    if words[:1] == ["kubectl"]:  # kubectl's global flags come before the verb
+        rest, skip = [], False
+        for a in words[1:]:
+            if skip:
+                skip = False
+            elif a == "--kubeconfig":
+                skip = True
+            elif not a.startswith(("--kubeconfig=", "--request-timeout=")):
+                rest.append(a)
+        words = ["kubectl", *rest]
     return any(tuple(words[: len(p)]) == p for p in _READ_ONLY)
 
 

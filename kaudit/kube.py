@@ -19,6 +19,7 @@ from kaudit.hosts.base import Host, Result
 from kaudit.up_options import ADMIN_CONF
 
 KUBECTL_TIMEOUT = 30.0
+REQUEST_TIMEOUT = "10s"
 COMPONENT = "kube-apiserver"
 HASH_ANNOTATION = "kubernetes.io/config.hash"
 ENDPOINT_ANNOTATION = "kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint"
@@ -84,7 +85,8 @@ class NodeKubectl:
         return f"kubectl on {self.node.name} ({ADMIN_CONF})"
 
     def run(self, args: list[str], *, input: bytes | None = None) -> Result:
-        argv = ["kubectl", "--kubeconfig", kubeconfig_path(self.node), *args]
+        # a hung connection must not eat the whole wait: kubectl gives up after REQUEST_TIMEOUT
+        argv = ["kubectl", "--kubeconfig", kubeconfig_path(self.node), f"--request-timeout={REQUEST_TIMEOUT}", *args]
         r = self.node.run(argv, input=input, check=False, timeout=self.timeout)
         # not a restart hiccup: waiting would only burn the whole timeout
         if r.returncode == 127:

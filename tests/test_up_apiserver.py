@@ -33,9 +33,9 @@ def test_restart_sequence_is_waited_out_and_succeeds(kube_node, cli):
     # every scripted step was consumed: kaudit kept polling through hash-unchanged, API errors, NotFound, not Ready
     assert kube_node.node_state()["script"] == []
     assert kube_node.node_state()["running"] != kube_node.node_state()["boot"]
-    gets = [c for c in kube_node.calls() if c[2:4] == ["get", "pod"]]
+    gets = [c for c in kube_node.calls() if c[0:2] == ["get", "pod"]]
     assert len(gets) >= 8
-    assert any(c[2:4] == ["get", "--raw"] and c[4] == "/readyz" for c in kube_node.calls())
+    assert any(c[0:2] == ["get", "--raw"] and c[2] == "/readyz" for c in kube_node.calls())
     # the wait states its target and timeout
     assert "new config hash, pod Ready, /readyz ok, /var/log/kubernetes-audit/audit.log written; timeout 5s" in r.err
     # backup: original bytes, under /etc/kubernetes/tmp, nothing extra in the manifests dir
@@ -72,7 +72,7 @@ def test_second_up_changes_nothing_and_says_so(kube_node, cli):
     assert "nothing changed: everything was already done" in r.err
     for phase in ("preflight", "policy", "apiserver"):
         assert any(line.split()[:2] == [phase, "unchanged"] for line in r.err.splitlines()), r.err
-    assert not any(c[2] == "replace" for c in kube_node.calls()[calls:])
+    assert not any(c[0] == "replace" for c in kube_node.calls()[calls:])
 
 
 def test_never_ready_rolls_back_to_the_original_bytes(kube_node, cli):
@@ -138,7 +138,7 @@ def test_dry_run_writes_nothing_and_prints_the_diff(kube_node, cli):
     assert "would write /etc/kubernetes/audit-policy.yaml" in r.err
     assert "would back up /etc/kubernetes/manifests/kube-apiserver.yaml to /etc/kubernetes/tmp/kaudit-backup-" in r.err
     # only reads reached the cluster
-    assert all(c[2] == "get" for c in kube_node.calls())
+    assert all(c[0] == "get" for c in kube_node.calls())
 
 
 def test_offline_image_no_wait_writes_files_and_backup_without_kubectl(kube_node, cli, monkeypatch):

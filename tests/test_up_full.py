@@ -41,4 +41,4 @@ def test_full_up_twice_second_run_changes_nothing(kube_node, cli, tmp_path, monk
     assert snapshot(kube_node.root) == tree
     assert {k: v for k, v in kube_node.state().items() if k in ("configmaps", "objects")} == cluster
     assert not any(a[1] in ("upgrade", "install", "uninstall") for a in helm_argv(tmp_path)[helm_calls:])
-    assert not any(c[2] == "replace" for c in kube_node.calls()[kube_calls:])
+    assert not any(c[0] == "replace" for c in kube_node.calls()[kube_calls:])

@@ -54,7 +54,7 @@ def test_nodes_one_at_a_time_and_stop_at_the_first_failure(kube_node, capsys):
     err = capsys.readouterr().err
     assert f"not started on: local (rootfs {roots['cp3']})" in err
     # each node's mirror pod was found by its own advertise endpoint
-    pods = {c[4] for c in kube_node.calls() if c[2:4] == ["get", "pod"]}
+    pods = {c[2] for c in kube_node.calls() if c[0:2] == ["get", "pod"]}
     assert pods == {"kube-apiserver-cp1", "kube-apiserver-cp2"}
 
 

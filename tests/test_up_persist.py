@@ -93,7 +93,7 @@ def test_no_persist_leaves_the_configmap(kube_node, cli):
     assert r.code == 0, r.err
     assert kube_node.cluster_configuration() == V4
     assert "--no-persist" in r.err
-    assert not any(c[2] == "replace" for c in kube_node.calls())
+    assert not any(c[0] == "replace" for c in kube_node.calls())
 
 
 def test_dry_run_shows_the_configmap_diff_and_replaces_nothing(kube_node, cli):
@@ -103,7 +103,7 @@ def test_dry_run_shows_the_configmap_diff_and_replaces_nothing(kube_node, cli):
     assert "--- kube-system/kubeadm-config ClusterConfiguration\n" in r.out
     assert "+  - name: audit-log-path\n" in r.out
     assert kube_node.cluster_configuration() == V4
-    assert all(c[2] == "get" for c in kube_node.calls())
+    assert all(c[0] == "get" for c in kube_node.calls())
 
 
 def test_no_kubeadm_config_is_skipped(kube_node, cli):

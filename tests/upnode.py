@@ -80,7 +80,19 @@ class KubeNodes:
         return self.state()["configmaps"]["kube-system/kubeadm-config"]["data"]["ClusterConfiguration"]
 
     def calls(self) -> list[list[str]]:
-        return self.state()["calls"]
+        """kubectl argv in call order, without --kubeconfig and --request-timeout: the verb first."""
+        out = []
+        for argv in self.state()["calls"]:
+            words, skip = [], False
+            for a in argv:
+                if skip:
+                    skip = False
+                elif a == "--kubeconfig":
+                    skip = True
+                elif not a.startswith(("--kubeconfig=", "--request-timeout=")):
+                    words.append(a)
+            out.append(words)
+        return out
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
