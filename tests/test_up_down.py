@@ -102,3 +102,19 @@ def test_purge_charts_deletes_applied_objects_and_plans_helm_uninstall(kube_node
     assert "deleted configmap/kaudit-dashboards" in r.err and "daemonset.apps/kaudit-shipper" in r.err
     assert "helm is not installed here; nothing uninstalled (releases: loki" in r.err
     assert b"--audit-log-path" not in (kube_node.root / MANIFEST).read_bytes()
+
+
+def test_down_dry_run_writes_nothing(kube_node, cli):
+    kube_node.set_cluster_configuration(V4)
+    assert up(cli, kube_node).code == 0
+    tree = snapshot(kube_node.root)
+    cm = kube_node.cluster_configuration()
+
+    r = down(cli, kube_node, "--dry-run", "--remove-policy")
+
+    assert r.code == 0, r.err
+    assert snapshot(kube_node.root) == tree
+    assert kube_node.cluster_configuration() == cm
+    assert "-    - --audit-log-path=/var/log/kubernetes-audit/audit.log\n" in r.out
+    assert "would update ClusterConfiguration in kube-system/kubeadm-config" in r.err
+    assert "would delete /etc/kubernetes/audit-policy.yaml (after the apiserver stops using it)" in r.err

@@ -75,6 +75,8 @@ def run_down(ctx: UpContext) -> Outcome:
     plain = unpatch_manifest(text, ctx.options.spec, source=f"{ctx.node.name}:{APISERVER_MANIFEST}")
     if plain == text:
         return Outcome.unchanged("kube-apiserver has none of kaudit's audit flags or mounts")
+    if ctx.dry_run:  # the policy phase of down may then plan the file's removal
+        ctx.facts.setdefault("unpatch_planned", set()).add(ctx.node.name)
     return apply_manifest(ctx, original, plain, expect_log=False, what="audit flags removed")
 
 

@@ -77,10 +77,12 @@ def run_down(ctx: UpContext) -> Outcome:
     from kaudit.phases.apiserver import read_manifest
 
     _, text = read_manifest(node)
+    if ctx.dry_run and node.name in ctx.facts.get("unpatch_planned", ()):
+        return Outcome.planned(f"would delete {path} (after the apiserver stops using it)")
     if path in text:
         raise KauditError(
-            f"{node.name}: kube-apiserver still refers to {path}; not deleting it",
-            "run kaudit down without --only, so the apiserver phase takes the flags out first",
+            f"{node.name}: the kube-apiserver manifest still names {path}; not deleting it",
+            "a flag or volume kaudit did not add refers to it; remove that from the manifest first",
         )
     if ctx.dry_run:
         return Outcome.planned(f"would delete {path}")
