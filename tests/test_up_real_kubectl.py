@@ -20,8 +20,11 @@ from kaudit.errors import KauditError
 from kaudit.hosts.local import LocalHost
 from kaudit.kube import ApiDown, NodeKubectl, find_apiserver_pod
 
-KUBECTL = shutil.which("kubectl", path="/usr/bin")
-pytestmark = pytest.mark.skipif(KUBECTL is None, reason="needs the kubectl client at /usr/bin/kubectl")
+
+@pytest.fixture(autouse=True)
+def real_kubectl():
+    # the brief's machine has the kubectl client at /usr/bin/kubectl (no cluster)
+    assert shutil.which("kubectl", path="/usr/bin:/usr/local/bin"), "these tests need the kubectl client in /usr/bin"
 
 RESOURCES = {
     "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1",
@@ -130,7 +133,7 @@ def api_server():
 
 
 def node_for(tmp_path: Path, port: int, monkeypatch) -> LocalHost:
-    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # the real kubectl, not the doubles
+    monkeypatch.setenv("PATH", "/usr/local/bin:/usr/bin:/bin")  # the real kubectl, not the doubles
     monkeypatch.setenv("HOME", str(tmp_path))  # no discovery cache from elsewhere
     conf = tmp_path / "node/etc/kubernetes/admin.conf"
     conf.parent.mkdir(parents=True)
