@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -102,6 +103,27 @@ def test_purge_charts_deletes_applied_objects_and_plans_helm_uninstall(kube_node
     assert "deleted configmap/kaudit-dashboards" in r.err and "daemonset.apps/kaudit-shipper" in r.err
     assert "helm is not installed here; nothing uninstalled (releases: loki" in r.err
     assert b"--audit-log-path" not in (kube_node.root / MANIFEST).read_bytes()
+
+
+def test_purge_charts_uninstalls_the_releases_helm_lists(kube_node, cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("HELM_DOUBLE_DIR", str(tmp_path / "helm"))
+    r = cli(["up", "--host", "local", "--rootfs", kube_node.root, "--skip-phases", "verify", "--wait-timeout", "5s"])
+    assert r.code == 0, r.err
+    state = json.loads((tmp_path / "helm/state.json").read_text())
+    installed = sorted(state["releases"])
+    assert installed, "up installed no release"
+
+    r = down(cli, kube_node, "--purge-charts")
+
+    assert r.code == 0, r.err
+    state = json.loads((tmp_path / "helm/state.json").read_text())
+    assert state["releases"] == {}
+    calls = [json.loads(line)["argv"] for line in (tmp_path / "helm/argv.log").read_text().splitlines()]
+    uninstalled = sorted(f"{c[c.index('-n') + 1]}/{c[c.index('uninstall') + 1]}" for c in calls if "uninstall" in c)
+    assert uninstalled == installed
+    # a second purge finds nothing left to uninstall and says so without failing
+    r = down(cli, kube_node, "--purge-charts", "--no-wait")
+    assert r.code == 0, r.err
 
 
 def test_down_dry_run_writes_nothing(kube_node, cli):
