@@ -36,6 +36,9 @@ def test_full_up_twice_second_run_changes_nothing(kube_node, cli, tmp_path, monk
 
     assert second.code == 0, second.err
     assert "nothing changed: everything was already done" in second.err
+    # how to reach Grafana comes last, after the summary, where the user looks
+    tail = second.err[second.err.index("nothing changed"):]
+    assert "port-forward svc/loki-grafana 3000:80" in tail and "admin-password" in tail
     for phase in ("preflight", "policy", "apiserver", "persist", "stack", "collector"):
         assert any(line.split()[:2] == [phase, "unchanged"] for line in second.err.splitlines()), (phase, second.err)
     assert snapshot(kube_node.root) == tree

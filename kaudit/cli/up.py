@@ -302,6 +302,8 @@ def run_phases(ui, hosts, phases, opts, *, dry_run: bool, verb: str) -> int:
         for node in opened:
             node.close()
     _summary(ui, rows, verb, failed=False, remaining=[])
+    for line in facts.get("grafana_access", []):
+        ui.info(line)
     return ExitCode.OK
 
 

@@ -91,8 +91,7 @@ def run(ctx: UpContext) -> Outcome:
         done.append(helm.ensure(chart, namespace, values[chart.release], ctx.ui))
     done += Kubectl(ctx.local, kubeconfig=ctx.kubeconfig).apply([dashboard], "the Grafana dashboard")
 
-    for line in access_lines(ctx, stack, namespace):
-        ctx.ui.info(line)
+    # printed by the up runner after its summary, where the user looks last
     ctx.facts["grafana_access"] = access_lines(ctx, stack, namespace)
     summary = ", ".join(f"{a.name} {a.action}" for a in done)
     if any(a.changed for a in done):
