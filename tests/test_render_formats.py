@@ -211,11 +211,12 @@ def rfc3339_ns(text: str) -> int:
 
 @pytest.mark.parametrize("style", render.STYLES)
 @pytest.mark.parametrize("sm", [False, True], ids=["loki2", "loki3"])
-def test_every_format_extracts_what_the_shipper_sends(style, sm):
+@pytest.mark.parametrize("dynamic", [F.DEFAULT_LABELS, ("verb", "resource", "namespace")], ids=["default-labels", "custom-labels"])
+def test_every_format_extracts_what_the_shipper_sends(style, sm, dynamic):
     """On real events, each rendered pipeline yields the shipper's stream labels,
-    structured metadata and timestamp."""
-    s = CollectorSettings(style=style, structured_metadata=sm, node="cp-1", labels=(("cluster", "lab"),))
-    encoder = Encoder(labels=F.DEFAULT_LABELS, static={F.JOB_LABEL: F.DEFAULT_JOB, F.NODE_LABEL: "cp-1", "cluster": "lab"}, structured_metadata=sm)
+    structured metadata and timestamp, also when a metadata field is made a label."""
+    s = CollectorSettings(style=style, structured_metadata=sm, node="cp-1", labels=(("cluster", "lab"),), dynamic_labels=dynamic)
+    encoder = Encoder(labels=dynamic, static={F.JOB_LABEL: F.DEFAULT_JOB, F.NODE_LABEL: "cp-1", "cluster": "lab"}, structured_metadata=sm)
     defs = pipelines(s)
     for line in EVENTS:
         read_ns = 1_700_000_000_123_456_789

@@ -200,7 +200,7 @@ def build_pipeline(settings: CollectorSettings) -> Pipeline:
     else:
         stages = (JsonStage(tuple((f.name, f.dotted) for f in extract)),)
     labels = tuple(s.dynamic_labels)
-    sm = tuple(n for n in F.STRUCTURED_METADATA if n not in labels) if s.structured_metadata else ()
+    sm = F.structured_metadata_for(labels) if s.structured_metadata else ()
     return Pipeline(
         path=s.log_path,
         job=s.job,

@@ -78,6 +78,13 @@ HIGH_CARDINALITY: dict[str, str] = {
 #: sent as structured metadata (Loki >= 3 only): queryable without | json, no streams
 STRUCTURED_METADATA: tuple[str, ...] = ("audit_id", "user", "namespace", "resource", "code", "decision")
 
+
+def structured_metadata_for(labels) -> tuple[str, ...]:
+    """The structured-metadata keys to send beside these labels: a field that is
+    already a label is not repeated as metadata."""
+    return tuple(n for n in STRUCTURED_METADATA if n not in labels)
+
+
 #: timestamp sources in order of preference. stageTimestamp keeps a stream in order:
 #: events are written at response time, so requestReceivedTimestamp goes backwards.
 TIMESTAMP_FIELDS: tuple[str, ...] = ("stageTimestamp", "requestReceivedTimestamp")

@@ -166,7 +166,7 @@ class Encoder:
             raise ValueError(f"label {sorted(clash)[0]!r} is both static and dynamic")
         self._ts = TimestampParser()
         self._stream_json: dict[tuple, bytes] = {}
-        self._need = set(self.labels) | (set(F.STRUCTURED_METADATA) if self.structured_metadata else set())
+        self._need = set(self.labels) | (set(F.structured_metadata_for(self.labels)) if self.structured_metadata else set())
         self._need_mid = bool(self._need & (set(_OBJREF_FIELDS) | {"code"}))
         self._need_ann = "decision" in self._need
         self._no_labels = (None,) * len(self.labels)
@@ -182,7 +182,7 @@ class Encoder:
                 self._head_labels = lambda m, ns=names: m.group(*ns)
         self._objref = [(n, k.encode()) for n, k in _OBJREF_FIELDS.items() if n in self._need]
         self._need_code = "code" in self._need
-        self._md_prefix = [(n, b'"%b":"' % n.encode()) for n in F.STRUCTURED_METADATA]
+        self._md_prefix = [(n, b'"%b":"' % n.encode()) for n in F.structured_metadata_for(self.labels)]
         self._md_prefixes = [p for _, p in self._md_prefix]
 
     # ------------------------------------------------------------------ public
