@@ -58,3 +58,23 @@ def test_format_round_trip():
     assert format_duration(0.5) == "500ms"
     assert format_duration(300) == "5m"
     assert format_duration(90) == "1m30s"
+
+
+COMMANDS = [
+    ["up"], ["down"], ["diff-manifest"], ["patch-manifest"], ["policy"], ["policy", "validate"],
+    ["render-promtail"], ["ship"], ["verify"], ["query"], ["destroy"], ["vm", "status"],
+]
+
+
+def test_every_command_is_listed_here():
+    from kaudit.cli import app
+
+    top = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
+    assert top == {c[0] for c in COMMANDS}
+
+
+@pytest.mark.parametrize("argv", COMMANDS, ids=[" ".join(c) for c in COMMANDS])
+def test_every_command_has_help_with_an_example(cli, argv):
+    r = cli([*argv, "--help"])
+    assert r.code == 0, r.err
+    assert "example" in r.out.lower(), r.out
