@@ -70,9 +70,7 @@ def last_line(r: Result) -> str:
 def kubeconfig_path(node: Host) -> str:
     """The admin kubeconfig as a command started by ``node`` must name it
     (under DIR for ``--host local --rootfs DIR``)."""
-    if getattr(node, "rootfs", None) is not None:
-        return str(node.path(ADMIN_CONF))  # type: ignore[attr-defined]
-    return ADMIN_CONF
+    return node.command_path(ADMIN_CONF)
 
 
 class NodeKubectl:

@@ -119,3 +119,9 @@ def test_generic_command_based_file_ops(tmp_path):
     assert host.stat("/node/etc/nope") is None
     with pytest.raises(KauditError):
         host.read_file("/node/etc/nope")
+
+
+def test_command_path_is_the_node_path_except_under_rootfs(tmp_path):
+    assert LocalHost().command_path("/etc/kubernetes/admin.conf") == "/etc/kubernetes/admin.conf"
+    assert LocalHost(tmp_path).command_path("/etc/kubernetes/admin.conf") == str(tmp_path / "etc/kubernetes/admin.conf")
+    assert ScriptHost(tmp_path).command_path("/etc/kubernetes/admin.conf") == "/etc/kubernetes/admin.conf"

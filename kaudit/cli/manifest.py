@@ -26,8 +26,7 @@ from kaudit.cli.audit_options import (
 )
 from kaudit.cli.options import AcceptNewHostKeyOpt, HostOpt, HostOptions, KnownHostsOpt, RootfsOpt, SshKeyOpt
 from kaudit.errors import ExitCode, KauditError, UsageError
-
-APISERVER_MANIFEST = "/etc/kubernetes/manifests/kube-apiserver.yaml"
+from kaudit.up_options import APISERVER_MANIFEST
 
 
 def _read_text(path: str) -> str:

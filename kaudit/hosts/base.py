@@ -102,6 +102,11 @@ class Host(ABC):
             )
         return result
 
+    def command_path(self, node_path: str) -> str:
+        """The path a command run through this host must name for a node path.
+        The node's own path everywhere but under --rootfs, where it lies below DIR."""
+        return node_path
+
     def which(self, program: str) -> bool:
         return self.run(["sh", "-c", 'command -v "$1" >/dev/null', "sh", program], check=False, sudo=False).ok
 

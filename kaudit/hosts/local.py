@@ -29,6 +29,9 @@ class LocalHost(Host):
             return Path(node_path)
         return self.rootfs / node_path.lstrip("/")
 
+    def command_path(self, node_path: str) -> str:
+        return str(self.path(node_path))
+
     # -- commands --------------------------------------------------------------
     def _exec(self, argv: list[str], *, input: bytes | None, timeout: float | None, sudo: bool) -> Result:
         if sudo and self.rootfs is None and os.geteuid() != 0:

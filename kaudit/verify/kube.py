@@ -24,6 +24,7 @@ from typing import Optional
 
 from kaudit.errors import KauditError
 from kaudit.hosts.base import Host, Result
+from kaudit.kube import last_line
 from kaudit.verify.node import ADMIN_CONF, mapped
 
 KUBECTL_TIMEOUT = 30.0
@@ -75,11 +76,6 @@ class Kubectl:
             return json.loads(r.out)
         except ValueError:
             raise KauditError(f"{self.where}: kubectl get {' '.join(args)} printed something that is not JSON") from None
-
-
-def last_line(r: Result) -> str:
-    lines = [line for line in (r.err or r.out).strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else f"exit {r.returncode}"
 
 
 def kubectl_hint(r: Result) -> str:

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 from kaudit.hosts.base import Host
+from kaudit.up_options import ADMIN_CONF
+from kaudit.up_options import APISERVER_MANIFEST as MANIFEST
 
-ADMIN_CONF = "/etc/kubernetes/admin.conf"
-MANIFEST = "/etc/kubernetes/manifests/kube-apiserver.yaml"
 PROGRAM = "kube-apiserver"
 
 
@@ -31,9 +31,7 @@ def rootfs_of(host: Host):
 
 def mapped(host: Host, node_path: str) -> str:
     """The path a command started by host must use for a node path: DIR + path under --rootfs."""
-    if rootfs_of(host) is not None:
-        return str(host.path(node_path))  # type: ignore[attr-defined]
-    return node_path
+    return host.command_path(node_path)
 
 
 def node_now(host: Host) -> float:
