@@ -24,7 +24,7 @@ from __future__ import annotations
 import posixpath
 import sys
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 from kaudit.errors import KauditError
 from kaudit.hosts.base import Host
@@ -223,51 +223,69 @@ def make_backup(node: Host, original: bytes, mode: int, *, name: str = APISERVER
 # --------------------------------------------------------------------------- waiting
 
 
-def wait_for_new(ctx: UpContext, kube, pod_name: str, old_hash: str, log_path: Optional[str], timeout: float, log_before=None) -> None:
-    """Until the mirror pod has a new hash and is Ready, /readyz is ok and the audit log
-    exists (and, if it existed before, has been written since: the new apiserver logs
-    its own requests, ours included)."""
-    from kaudit.kube import ApiDown
+def poll(ctx: UpContext, check: Callable[[], Optional[str]], timeout: float, failed: str) -> None:
+    """Call check about every --poll-interval until it returns None (done). Otherwise it
+    returns what is still awaited, shown with -v whenever that changes. Raises
+    WaitFailed("<failed> within <timeout> (last: ...)") once the timeout has passed."""
     from kaudit.units import format_duration
 
     deadline = time.monotonic() + timeout
-    last = shown = "waiting for the first answer"
-    polls = 0
-    next_crictl = 0.0
+    shown = None
     while True:
-        polls += 1
+        last = check()
+        if last is None:
+            return
+        if last != shown:
+            ctx.ui.detail(f"[apiserver] {last}")
+            shown = last
+        if time.monotonic() >= deadline:
+            raise WaitFailed(f"{failed} within {format_duration(timeout)} (last: {last})")
+        ctx.ui.tick()
+        time.sleep(ctx.options.poll_interval)
+
+
+def serving(ctx: UpContext, kube, log_path: Optional[str], log_before) -> Optional[str]:
+    """Once the pod is Ready: None if /readyz is ok and the audit log has been written
+    (the new apiserver logs its own requests, ours included), else what is missing."""
+    from kaudit.kube import ApiDown
+
+    ready = kube.readyz()
+    if isinstance(ready, ApiDown):
+        return f"pod Ready but /readyz not ok ({ready.reason})"
+    if log_path and not _log_written(ctx.node, log_path, log_before):
+        return f"apiserver Ready but nothing written to {log_path} yet"
+    return None
+
+
+def wait_for_new(ctx: UpContext, kube, pod_name: str, old_hash: str, log_path: Optional[str], timeout: float, log_before=None) -> None:
+    """Until the mirror pod has a new hash and is Ready, /readyz is ok and the audit log
+    exists (and, if it existed before, has been written since)."""
+    from kaudit.kube import ApiDown
+
+    next_crictl = 0.0
+
+    def check() -> Optional[str]:
+        nonlocal next_crictl
         pod = kube.pod(pod_name)
         if isinstance(pod, ApiDown):
-            last = f"API not answering ({pod.reason})"
             if time.monotonic() >= next_crictl:  # ask the runtime, but not on every poll
                 next_crictl = time.monotonic() + CRICTL_EVERY
                 crash = crash_loop_on_node(ctx.node, old_hash)
                 if crash:
                     raise WaitFailed(crash)
-        elif pod is None:
-            last = f"mirror pod {pod_name} not found (kubelet recreates it)"
-        elif pod.hash == old_hash:
-            last = "config hash unchanged: kubelet has not picked up the new manifest yet"
-        elif pod.waiting_reason == "CrashLoopBackOff" and pod.restarts >= CRASH_RESTARTS:
+            return f"API not answering ({pod.reason})"
+        if pod is None:
+            return f"mirror pod {pod_name} not found (kubelet recreates it)"
+        if pod.hash == old_hash:
+            return "config hash unchanged: kubelet has not picked up the new manifest yet"
+        if pod.waiting_reason == "CrashLoopBackOff" and pod.restarts >= CRASH_RESTARTS:
             raise WaitFailed(f"is crash-looping with the new manifest (CrashLoopBackOff, {pod.restarts} restarts)")
-        elif not pod.ready:
-            last = f"new pod (hash {pod.hash}) is {pod.phase or 'Pending'}, not Ready" + (f" ({pod.waiting_reason})" if pod.waiting_reason else "")
-        else:
-            ready = kube.readyz()
-            if isinstance(ready, ApiDown):
-                last = f"pod Ready but /readyz not ok ({ready.reason})"
-            elif log_path and not _log_written(ctx.node, log_path, log_before):
-                last = f"apiserver Ready but nothing written to {log_path} yet"
-            else:
-                ctx.ui.detail(f"[apiserver] {pod_name} Ready with hash {pod.hash} after {polls} polls")
-                return
-        if last != shown:
-            ctx.ui.detail(f"[apiserver] {last}")
-            shown = last
-        if time.monotonic() >= deadline:
-            raise WaitFailed(f"did not come up within {format_duration(timeout)} (last: {last})")
-        ctx.ui.tick()
-        time.sleep(ctx.options.poll_interval)
+        if not pod.ready:
+            return f"new pod (hash {pod.hash}) is {pod.phase or 'Pending'}, not Ready" + (f" ({pod.waiting_reason})" if pod.waiting_reason else "")
+        return serving(ctx, kube, log_path, log_before)
+
+    poll(ctx, check, timeout, "did not come up")
+    ctx.ui.detail(f"[apiserver] {pod_name} Ready with the new manifest")
 
 
 def _log_written(node: Host, path: str, before) -> bool:
@@ -280,28 +298,24 @@ def _log_written(node: Host, path: str, before) -> bool:
 def wait_for_old(ctx: UpContext, kube, pod_name: str, old_hash: str, timeout: float) -> Optional[str]:
     """After a rollback: until the mirror pod is back on the old hash and Ready. None if it is, else why not."""
     from kaudit.kube import ApiDown
-    from kaudit.units import format_duration
 
-    deadline = time.monotonic() + timeout
-    while True:
+    def check() -> Optional[str]:
         pod = kube.pod(pod_name)
         if isinstance(pod, ApiDown):
-            last = f"API not answering ({pod.reason})"
-        elif pod is None:
-            last = f"mirror pod {pod_name} not found"
-        elif pod.hash != old_hash:
-            last = f"pod still has hash {pod.hash}"
-        elif not pod.ready:
-            last = "pod not Ready"
-        else:
-            ready = kube.readyz()
-            if not isinstance(ready, ApiDown):
-                return None
-            last = f"/readyz not ok ({ready.reason})"
-        if time.monotonic() >= deadline:
-            return f"not Ready within {format_duration(timeout)} (last: {last})"
-        ctx.ui.tick()
-        time.sleep(ctx.options.poll_interval)
+            return f"API not answering ({pod.reason})"
+        if pod is None:
+            return f"mirror pod {pod_name} not found"
+        if pod.hash != old_hash:
+            return f"pod still has hash {pod.hash}"
+        if not pod.ready:
+            return "pod not Ready"
+        return serving(ctx, kube, None, None)
+
+    try:
+        poll(ctx, check, timeout, "not Ready")
+    except WaitFailed as e:
+        return e.reason
+    return None
 
 
 # --------------------------------------------------------------------------- the node's runtime

@@ -13,7 +13,6 @@ failing container is stopped again, and the old state must be Ready.
 
 from __future__ import annotations
 
-import time
 from typing import Optional
 
 from kaudit.errors import KauditError
@@ -23,10 +22,11 @@ from kaudit.phases.apiserver import (
     WaitFailed,
     _apiserver_containers,
     _fmt,
-    _log_written,
     diagnostics,
+    poll,
     read_manifest,
     record_hash,
+    serving,
     wait_for_old,
 )
 from kaudit.workflow import Outcome, UpContext
@@ -83,37 +83,22 @@ def reload_policy(ctx: UpContext, old_policy: bytes, old_mode: int) -> Outcome:
 def _wait_restarted(ctx: UpContext, kube, pod_name: str, pod_hash: str, old_id: str, log_before, timeout: float) -> None:
     from kaudit.kube import ApiDown
 
-    deadline = time.monotonic() + timeout
-    last = shown = "waiting for kubelet"
-    while True:
+    def check() -> Optional[str]:
         mine = [c for c in _apiserver_containers(ctx.node)
                 if (c.get("labels") or {}).get("io.kubernetes.pod.uid") == pod_hash and c.get("id") != old_id]
         exited = [c for c in mine if c.get("state") == "CONTAINER_EXITED"]
         if len(exited) > CRASH_RESTARTS:
             raise WaitFailed(f"is crash-looping with the new policy (its container exited {len(exited)} times)")
         if not any(c.get("state") == "CONTAINER_RUNNING" for c in mine):
-            last = "no new kube-apiserver container running yet"
-        else:
-            pod = kube.pod(pod_name)
-            if isinstance(pod, ApiDown):
-                last = f"API not answering ({pod.reason})"
-            elif pod is None or not pod.ready:
-                last = "new container running, pod not Ready"
-            else:
-                ready = kube.readyz()
-                if isinstance(ready, ApiDown):
-                    last = f"pod Ready but /readyz not ok ({ready.reason})"
-                elif not _log_written(ctx.node, ctx.options.spec.log_path, log_before):
-                    last = f"apiserver Ready but nothing written to {ctx.options.spec.log_path} yet"
-                else:
-                    return
-        if last != shown:
-            ctx.ui.detail(f"[apiserver] {last}")
-            shown = last
-        if time.monotonic() >= deadline:
-            raise WaitFailed(f"did not come back within {_fmt(timeout)} (last: {last})")
-        ctx.ui.tick()
-        time.sleep(ctx.options.poll_interval)
+            return "no new kube-apiserver container running yet"
+        pod = kube.pod(pod_name)
+        if isinstance(pod, ApiDown):
+            return f"API not answering ({pod.reason})"
+        if pod is None or not pod.ready:
+            return "new container running, pod not Ready"
+        return serving(ctx, kube, ctx.options.spec.log_path, log_before)
+
+    poll(ctx, check, timeout, "did not come back")
 
 
 def _fail(ctx: UpContext, kube, pod_name: str, pod_hash: str, old_policy: bytes, old_mode: int, reason: str, timeout: float) -> None:
