@@ -129,7 +129,7 @@ def gib(value: Union[None, int, float, str], flag: str) -> Optional[float]:
             try:
                 n = parse_size(text) / GiB
             except (ValueError, KauditError):
-                raise UsageError(f"{flag} {value!r} is not a size", f"write GiB as a number (8) or a size (8GiB)") from None
+                raise UsageError(f"{flag} {value!r} is not a size", "write GiB as a number (8) or a size (8GiB)") from None
     if n <= 0:
         raise UsageError(f"{flag} {value!r} must be positive")
     return n

@@ -79,7 +79,6 @@ def status(
     """
     import json
 
-    from kaudit.cli import state
     from kaudit.errors import UsageError
     from kaudit.hosts.local import LocalHost
     from kaudit.lima import Lima

@@ -638,7 +638,7 @@ class _Manifest:
                 if hp is None or not _is_map(hp[1]):
                     raise ManifestError(
                         f"{self.where(item)}: {path} ({name}) is not a hostPath volume",
-                        f"rename that volume or choose another name for kaudit's volume",
+                        "rename that volume or choose another name for kaudit's volume",
                     )
                 self.set_key(hp[1], "path", m.path, f"{path}.hostPath")
                 self.set_key(hp[1], "type", m.host_type, f"{path}.hostPath")

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from kaudit.hosts.base import Host
-from kaudit.up_options import ADMIN_CONF
-from kaudit.up_options import APISERVER_MANIFEST as MANIFEST
+from kaudit.up_options import ADMIN_CONF, APISERVER_MANIFEST as MANIFEST  # noqa: F401  (kubeadm's paths, re-exported)
 
 PROGRAM = "kube-apiserver"
 
