@@ -97,7 +97,7 @@ def build_parser(prog: str = "kaudit ship") -> argparse.ArgumentParser:
     p.add_argument("--backoff-min", type=duration, default=0.5, metavar="DUR", help="first retry delay (default: 500ms)")
     p.add_argument("--backoff-max", type=duration, default=300.0, metavar="DUR", help="longest retry delay (default: 5m)")
     p.add_argument("--max-retries", type=int, default=0, metavar="N",
-                   help="give up (exit 1, positions kept) after N failed attempts; default 0 = retry for ever, the file is the buffer")
+                   help="give up (exit 1, positions kept) after N retries, N+1 failed attempts; default 0 = retry for ever, the file is the buffer")
     p.add_argument("--shutdown-timeout", type=duration, default=10.0, metavar="DUR",
                    help="on SIGTERM, how long to keep trying to flush the current batch (default: 10s)")
     p.add_argument("--poll-interval", type=duration, default=0.05, metavar="DUR", help=argparse.SUPPRESS)
@@ -169,6 +169,11 @@ def main(argv: list[str] | None = None, prog: str = "kaudit ship") -> int:
         poll_interval=a.poll_interval, backoff_min=a.backoff_min, backoff_max=a.backoff_max,
         max_retries=a.max_retries, shutdown_timeout=a.shutdown_timeout,
     )
+    for p in a.path:
+        if os.path.isdir(p):
+            _err(f"--path {p}: is a directory, not the audit log file",
+                 "give the active log file itself, e.g. /var/log/kubernetes-audit/audit.log")
+            return 2
     if a.once:
         missing = [p for p in a.path if not os.path.exists(p)]
         if missing:
@@ -192,7 +197,7 @@ def main(argv: list[str] | None = None, prog: str = "kaudit ship") -> int:
         _err(str(e), "make the positions file's directory writable, or choose another with --positions")
         return 1
     except OSError as e:
-        _err(f"{e.filename or ''}: {e.strerror or e}", "check that the audit log is readable (root-owned, mode 0600)")
+        _err(f"{e.filename or ', '.join(a.path)}: {e.strerror or e}", "check that the audit log is readable (root-owned, mode 0600)")
         return 1
     finally:
         for sig, handler in previous.items():

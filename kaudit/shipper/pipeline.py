@@ -111,9 +111,11 @@ class Shipper:
         self.metrics = metrics or Metrics()
         self.log = log or (lambda msg: print(f"kaudit-shipper: {msg}", file=sys.stderr, flush=True))
         self.stop = threading.Event()
+        self.abort = threading.Event()  # a second stop request: give up flushing at once
         self.batch = Batch()
         self.send_metadata = options.structured_metadata == "on"
         self._stop_deadline: float | None = None
+        self._gave_up = False  # stopping and the batch was not acknowledged in time: do not push it again
 
     # ------------------------------------------------------------------ setup
     def detect_structured_metadata(self) -> bool:
@@ -214,9 +216,9 @@ class Shipper:
 
     def _finish(self) -> int:
         """Flush what was read (bounded by the shutdown timeout when stopping) and save positions."""
-        if self.stop.is_set():
+        if self.stop.is_set() and self._stop_deadline is None:  # one shutdown window, not one per flush
             self._stop_deadline = time.monotonic() + self.opt.shutdown_timeout
-        if self.batch.count or self.batch.positions:
+        if (self.batch.count or self.batch.positions) and not self._gave_up:
             self.flush()
         self.positions.save()
         for f in self.followers:
@@ -226,6 +228,8 @@ class Shipper:
         return 0
 
     def request_stop(self, *_sig) -> None:
+        if self.stop.is_set():
+            self.abort.set()
         self.stop.set()
 
     # ------------------------------------------------------------------ push
@@ -277,11 +281,20 @@ class Shipper:
             left = self._stop_deadline - time.monotonic()
             if left <= 0:
                 self.log(f"stopping with {self.batch.count} entries not acknowledged ({_describe(r)}); they are sent again on the next start")
+                self._gave_up = True
                 return False
             delay = min(delay, left)
         self.metrics.inc("kaudit_shipper_retries_total")
         if attempt == 1 or attempt % 10 == 0:
             self.log(f"{what} failed ({_describe(r)}); retrying in {delay:.1f}s (attempt {attempt})")
+        if self._stop_deadline is not None:
+            # stopping: self.stop is already set and would not wait at all, so the retries
+            # would hammer Loki until the deadline; keep the backoff, unless asked to stop again
+            if self.abort.wait(delay):
+                self.log(f"stopping with {self.batch.count} entries not acknowledged; they are sent again on the next start")
+                self._gave_up = True
+                return False
+            return True
         if self.stop.wait(delay) and self._stop_deadline is None:
             # stop requested while waiting: one more bounded round to flush
             self._stop_deadline = time.monotonic() + self.opt.shutdown_timeout

@@ -1,0 +1,74 @@
+"""Defects found by exercising every command as a first-time user would, each pinned
+through the public interface (the `cli` fixture or a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+from doubles.loki import LokiDouble
+from shipper_helpers import ShipperProc, append, make_events, wait_for
+
+PUSH = "/loki/api/v1/push"
+
+
+# --------------------------------------------------------------------------- kaudit ship
+
+def _failing_loki() -> LokiDouble:
+    d = LokiDouble("3.5.0", reject_old_samples_max_age_ns=0).start()
+    d.fail_next(500, times=1_000_000)  # Loki stays down for the whole test
+    return d
+
+
+def test_ship_sigint_while_loki_fails_keeps_the_backoff_instead_of_hammering_loki(tmp_path):
+    # Before: once stopping, every retry's wait returned at once (the stop event was already
+    # set), so the shutdown window was a hot loop of thousands of pushes.
+    loki = _failing_loki()
+    try:
+        log, pos = tmp_path / "audit.log", tmp_path / "pos.json"
+        append(log, make_events(5))
+        proc = ShipperProc(["--path", log, "--loki-url", loki.url, "--positions", pos, "--batch-wait", "10ms",
+                            "--backoff-min", "200ms", "--backoff-max", "200ms", "--shutdown-timeout", "1s"], via_kaudit=True)
+        wait_for(lambda: len(loki.requests(PUSH)) >= 1, what="the first push")
+        proc.p.send_signal(signal.SIGINT)
+        code, err = proc.wait()
+        pushes = len(loki.requests(PUSH))
+    finally:
+        loki.stop()
+    assert code == 0, err
+    assert "Traceback" not in err
+    # a 1s window with 200ms between attempts: a handful of pushes, whatever the machine's speed
+    assert pushes <= 15, pushes
+    assert err.count("stopping with 5 entries not acknowledged") == 1, err
+    assert json.loads(pos.read_text())["files"][str(log)]["offset"] == 0  # nothing acknowledged, nothing skipped
+
+
+def test_ship_second_sigint_stops_at_once_during_the_shutdown_flush(tmp_path):
+    loki = _failing_loki()
+    try:
+        log, pos = tmp_path / "audit.log", tmp_path / "pos.json"
+        append(log, make_events(5))
+        proc = ShipperProc(["--path", log, "--loki-url", loki.url, "--positions", pos, "--batch-wait", "10ms",
+                            "--backoff-min", "1h", "--backoff-max", "1h", "--shutdown-timeout", "1h"], via_kaudit=True)
+        wait_for(lambda: len(loki.requests(PUSH)) >= 1, what="the first push")
+        proc.p.send_signal(signal.SIGINT)  # starts the (1h) shutdown flush
+        wait_for(lambda: len(loki.requests(PUSH)) >= 2, what="the shutdown flush's push")
+        proc.p.send_signal(signal.SIGINT)  # the user insists
+        code, err = proc.wait(timeout=20)
+    finally:
+        loki.stop()
+    assert code == 0, err
+    assert "stopping with 5 entries not acknowledged" in err
+
+
+def test_ship_path_that_is_a_directory_is_one_clear_usage_error(cli, tmp_path):
+    loki = LokiDouble("3.5.0").start()
+    try:
+        r = cli(["ship", "--path", tmp_path, "--loki-url", loki.url, "--positions", tmp_path / "p.json", "--once"])
+    finally:
+        loki.stop()
+    assert r.code == 2, r.err
+    lines = r.err.splitlines()
+    assert lines[0] == f"error: --path {tmp_path}: is a directory, not the audit log file", r.err
+    assert lines[1].startswith("hint: ") and len(lines) == 2
+    assert not loki.requests(), "nothing is sent before the arguments are checked"
