@@ -72,3 +72,50 @@ def test_ship_path_that_is_a_directory_is_one_clear_usage_error(cli, tmp_path):
     assert lines[0] == f"error: --path {tmp_path}: is a directory, not the audit log file", r.err
     assert lines[1].startswith("hint: ") and len(lines) == 2
     assert not loki.requests(), "nothing is sent before the arguments are checked"
+
+
+# --------------------------------------------------------------------------- --rootfs, --host, --policy-file
+
+def test_a_mistyped_rootfs_is_a_usage_error_and_nothing_is_created(cli, tmp_path):
+    # Before: `up --rootfs /typo` wrote /typo/etc/kubernetes/audit-policy.yaml and said "changed".
+    missing = tmp_path / "no-such-node"
+    for argv in (["up", "--host", "local", "--rootfs", missing, "--only", "policy"],
+                 ["down", "--rootfs", missing, "--no-wait"],
+                 ["diff-manifest", "--rootfs", missing],
+                 ["verify", "--rootfs", missing, "--loki-url", "http://127.0.0.1:1"]):
+        r = cli(argv)
+        assert r.code == 2, (argv, r.err)
+        assert r.err.splitlines()[0] == f"error: --rootfs {missing}: no such directory", r.err
+        assert "hint: " in r.err
+    assert not missing.exists()
+    afile = tmp_path / "a-file"
+    afile.write_text("x")
+    r = cli(["up", "--rootfs", afile, "--only", "policy"])
+    assert r.code == 2 and f"error: --rootfs {afile}: is not a directory" in r.err
+
+
+def test_verify_with_a_bad_host_spec_is_a_usage_error_not_a_failed_check(cli):
+    # Before: exit 4 with a table of skipped checks and a port-forward attempt.
+    r = cli(["verify", "--host", "bogus", "--loki-url", "http://127.0.0.1:1"])
+    assert r.code == 2, r.err
+    assert r.out == ""
+    assert r.err.splitlines() == ["error: --host 'bogus' is not a host kaudit knows",
+                                  "hint: write lima:NAME, ssh://user@host[:port] or local"]
+
+
+def test_policy_file_that_is_a_directory_says_so(cli, tmp_path):
+    for argv in (["up", "--rootfs", tmp_path, "--only", "policy", "--policy-file", tmp_path],
+                 ["verify", "--rootfs", tmp_path, "--policy-file", tmp_path]):
+        r = cli(argv)
+        assert r.code == 2, r.err
+        assert f"error: --policy-file {tmp_path}: is a directory" in r.err, r.err
+
+
+# --------------------------------------------------------------------------- vm status / destroy
+
+def test_vm_status_on_a_non_lima_host_does_not_talk_about_deleting(cli):
+    r = cli(["vm", "status", "--host", "local"])
+    assert r.code == 2
+    assert r.err.splitlines()[0] == "error: --host local: only Lima VMs (lima:NAME) can be managed here"
+    hint = r.err.splitlines()[1]
+    assert hint.startswith("hint: vm status and destroy work on Lima VMs"), hint

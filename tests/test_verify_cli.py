@@ -141,7 +141,8 @@ def test_loki_down_skips_probe_and_labels(cli, env, loki):  # noqa: F811
 
 
 def test_unreachable_node_skips_its_node_checks(cli, env, loki, tmp_path):  # noqa: F811
-    r = cli(["verify", "--rootfs", tmp_path / "no-such-node", "--loki-url", loki.url, "--collector", "none", "-o", "json"])
+    # nothing listens on port 1 (a missing --rootfs is a usage error, tests/test_cli_review.py)
+    r = cli(["verify", "--host", "ssh://root@127.0.0.1:1", "--loki-url", loki.url, "--collector", "none", "-o", "json"])
     assert r.code == 4
     doc = json.loads(r.out)
     node_checks = [c for c in doc["checks"] if c["node"]]

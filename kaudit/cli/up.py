@@ -145,7 +145,7 @@ def up(
 
     phases = select_phases(only, skip_phases)
     if policy_file is not None and not policy_file.is_file():
-        raise UsageError(f"--policy-file {policy_file}: no such file", "give the path of an audit Policy YAML file")
+        raise UsageError(f"--policy-file {policy_file}: " + ("is a directory" if policy_file.is_dir() else "no such file"), "give the path of an audit Policy YAML file")
     opts = UpOptions(
         spec=_spec(audit_log_path, policy_path, maxsize, maxbackup, maxage, audit_flag),
         policy_profile=policy_profile,

@@ -156,7 +156,7 @@ def verify(
     if policy_profile is not None and policy_profile not in POLICY_PROFILES:
         raise UsageError(f"--policy-profile {policy_profile!r} is not a profile", f"choose one of: {', '.join(POLICY_PROFILES)}")
     if policy_file is not None and not policy_file.is_file():
-        raise UsageError(f"--policy-file {policy_file}: no such file", "pass the policy file you installed with kaudit up --policy-file")
+        raise UsageError(f"--policy-file {policy_file}: " + ("is a directory" if policy_file.is_dir() else "no such file"), "pass the policy file you installed with kaudit up --policy-file")
     if kubeconfig is not None and not kubeconfig.is_file():
         raise UsageError(f"--kubeconfig {kubeconfig}: no such file")
     _validate_url(loki_url)
@@ -166,6 +166,7 @@ def verify(
     for spec_name in hosts.hosts:
         if rootfs is not None and spec_name != "local":
             raise UsageError(f"--rootfs works only with --host local, not {spec_name!r}")
+        hosts.open(spec_name).close()  # a bad --host or --rootfs is a usage error, not a failed check; nothing connects yet
 
     from kaudit.verify import session
 

@@ -62,6 +62,11 @@ def open_host(
     if spec == "local":
         from kaudit.hosts.local import LocalHost
 
+        if rootfs and not os.path.isdir(rootfs):
+            # a mistyped --rootfs would otherwise get a fresh etc/kubernetes tree written into it
+            what = "is not a directory" if os.path.exists(rootfs) else "no such directory"
+            raise UsageError(f"--rootfs {rootfs}: {what}", "give the directory that holds the node's files (DIR/etc/kubernetes/...)")
+
         return LocalHost(rootfs)
     if spec.startswith("lima:"):
         name = spec[len("lima:"):]
