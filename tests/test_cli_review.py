@@ -119,3 +119,47 @@ def test_vm_status_on_a_non_lima_host_does_not_talk_about_deleting(cli):
     assert r.err.splitlines()[0] == "error: --host local: only Lima VMs (lima:NAME) can be managed here"
     hint = r.err.splitlines()[1]
     assert hint.startswith("hint: vm status and destroy work on Lima VMs"), hint
+
+
+def test_destroy_on_a_non_lima_host_is_a_usage_error_even_without_limactl(cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no limactl here
+    r = cli(["destroy", "--host", "ssh://root@10.0.0.5", "--yes"])
+    assert r.code == 2, r.err
+    assert r.err.startswith("error: --host ssh://root@10.0.0.5: only Lima VMs (lima:NAME) can be managed here")
+
+
+def test_ship_metrics_addr_that_is_not_host_port_is_a_usage_error(cli, tmp_path):
+    # Before: ':99999' was "error: internal error: OverflowError", 'bogus' leaked int()'s message.
+    log = tmp_path / "audit.log"
+    append(log, make_events(1))
+    for addr in (":99999", "bogus", "127.0.0.1:http"):
+        r = cli(["ship", "--path", log, "--loki-url", "http://127.0.0.1:1", "--positions", tmp_path / "p.json",
+                 "--once", "--metrics-addr", addr])
+        assert r.code == 2, (addr, r.err)
+        assert r.err.splitlines()[0] == f"error: --metrics-addr {addr}: not HOST:PORT with a port from 0 to 65535", r.err
+        assert "internal error" not in r.err
+
+
+def test_ship_giving_up_on_loki_version_names_the_url_it_asked(cli, tmp_path):
+    # Before: "gave up asking Loki's version to http://…/loki/api/v1/push": the URL that failed is buildinfo's.
+    log = tmp_path / "audit.log"
+    append(log, make_events(1))
+    r = cli(["ship", "--path", log, "--loki-url", "http://127.0.0.1:1", "--positions", tmp_path / "p.json",
+             "--once", "--max-retries", "1", "--backoff-min", "10ms"])
+    assert r.code == 1, r.err
+    error = next(line for line in r.err.splitlines() if line.startswith("error: "))
+    assert "gave up asking Loki's version at http://127.0.0.1:1/loki/api/v1/status/buildinfo after 2 attempts" in error, error
+
+
+# --------------------------------------------------------------------------- policy validate
+
+def test_policy_validate_hint_does_not_send_the_user_back_to_the_same_command(cli, tmp_path):
+    # Before: `kaudit policy validate FILE` answered "hint: ... `kaudit policy validate FILE` lists every problem".
+    bad = tmp_path / "policy.yaml"
+    bad.write_text("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Bogus\n")
+    for body in (bad.read_text(), bad.read_text() + "- level: Nope\n"):
+        bad.write_text(body)
+        r = cli(["policy", "validate", bad])
+        assert r.code == 1
+        hint = r.err.splitlines()[-1]
+        assert hint.startswith("hint: ") and "policy validate FILE" not in hint, hint

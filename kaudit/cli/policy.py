@@ -86,11 +86,12 @@ def validate(
     for w in warnings:
         ui.warn(w)
     if problems:
+        hint = "fix what each line names (file:line:col, rule and field), then run this command again"
         if len(problems) == 1:
-            raise PolicyError(problems)
+            raise PolicyError(problems, hint)
         for p in problems:
             ui.error(p)
-        raise PolicyError([f"{source}: not a valid audit policy ({len(problems)} problems above)"])
+        raise PolicyError([f"{source}: not a valid audit policy ({len(problems)} problems above)"], hint)
     ui.ok(f"{source}: valid audit policy" + (f" ({len(warnings)} warning(s))" if warnings else ""))
     return ExitCode.OK
 

@@ -23,7 +23,7 @@ def _lima_names(hosts: Optional[List[str]]) -> list[str]:
     for spec in hosts or [DEFAULT_HOST]:
         host = open_host(spec)
         if not isinstance(host, LimaHost):
-            raise UsageError(f"--host {spec}: only Lima VMs (lima:NAME) can be managed here", "kaudit never deletes ssh:// or local nodes")
+            raise UsageError(f"--host {spec}: only Lima VMs (lima:NAME) can be managed here", "vm status and destroy work on Lima VMs; kaudit never deletes ssh:// or local nodes (kaudit verify checks them)")
         names.append(host.instance)
     return names
 
@@ -45,9 +45,10 @@ def destroy(
     from kaudit.lima import Lima
 
     ui = state(ctx).ui
+    names = _lima_names(host)  # bad --host values are usage errors, even without limactl
     lima = Lima(LocalHost())
     lima.version()
-    for name in _lima_names(host):
+    for name in names:
         inst = lima.get(name)
         if inst is None:
             ui.skip(f"Lima VM {name} does not exist; nothing to delete")
@@ -85,10 +86,11 @@ def status(
 
     if output not in ("text", "json"):
         raise UsageError(f"--output {output!r}: choose text or json")
+    names = _lima_names(host)  # bad --host values are usage errors, even without limactl
     lima = Lima(LocalHost())
     version = lima.version()
     all_running = True
-    for name in _lima_names(host):
+    for name in names:
         inst = lima.get(name)
         running = inst is not None and inst.status == "Running"
         all_running = all_running and running

@@ -159,6 +159,10 @@ def main(argv: list[str] | None = None, prog: str = "kaudit ship") -> int:
     metrics = Metrics()
     server = None
     if a.metrics_addr:
+        _, sep, port = a.metrics_addr.rpartition(":")
+        if not sep or not port.isdigit() or int(port) > 65535:
+            _err(f"--metrics-addr {a.metrics_addr}: not HOST:PORT with a port from 0 to 65535", "e.g. :9400 or 127.0.0.1:9400")
+            return 2
         try:
             server = metrics.serve(a.metrics_addr)
         except (OSError, ValueError) as e:

@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from kaudit.shipper.client import LokiClient, Reply, backoff_delays, loki_major
+from kaudit.shipper.client import BUILDINFO_PATH, LokiClient, Reply, backoff_delays, loki_major
 from kaudit.shipper.metrics import Metrics
 from kaudit.shipper.payload import Encoder, Entry, render_push
 from kaudit.shipper.positions import Position, Positions
@@ -136,7 +136,8 @@ class Shipper:
                 )
                 return True
             attempt += 1
-            if not self._wait_retry(r, attempt, delays, what="asking Loki's version"):
+            if not self._wait_retry(r, attempt, delays, what="asking Loki's version",
+                                    url=self.client.base_url + BUILDINFO_PATH):
                 return False
 
     def start(self) -> None:
@@ -271,10 +272,10 @@ class Shipper:
             if not self._wait_retry(r, attempt, delays, what=f"pushing {b.count} entries"):
                 return False
 
-    def _wait_retry(self, r: Reply, attempt: int, delays, what: str) -> bool:
+    def _wait_retry(self, r: Reply, attempt: int, delays, what: str, url: str | None = None) -> bool:
         if self.opt.max_retries and attempt > self.opt.max_retries:
             raise ShipError(
-                f"gave up {what} to {self.client.push_url} after {attempt} attempts: {_describe(r)}"
+                f"gave up {what} at {url or self.client.push_url} after {attempt} attempts: {_describe(r)}"
             )
         delay = next(delays)
         if self._stop_deadline is not None:
