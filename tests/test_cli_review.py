@@ -163,3 +163,15 @@ def test_policy_validate_hint_does_not_send_the_user_back_to_the_same_command(cl
         assert r.code == 1
         hint = r.err.splitlines()[-1]
         assert hint.startswith("hint: ") and "policy validate FILE" not in hint, hint
+
+
+# --------------------------------------------------------------------------- up / down --kubeconfig
+
+def test_up_and_down_check_kubeconfig_before_running_any_phase(cli, tmp_path):
+    # Before: the phases ran and helm failed with "Kubernetes cluster unreachable: stat …" (exit 1).
+    (tmp_path / "etc/kubernetes/manifests").mkdir(parents=True)
+    for verb in ("up", "down"):
+        r = cli([verb, "--rootfs", tmp_path, "--kubeconfig", tmp_path / "nope.conf", "--no-wait"])
+        assert r.code == 2, r.err
+        assert r.err.splitlines()[0] == f"error: --kubeconfig {tmp_path / 'nope.conf'}: no such file", r.err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["etc", "kubernetes", "manifests"]

@@ -247,6 +247,8 @@ def run_phases(ui, hosts, phases, opts, *, dry_run: bool, verb: str) -> int:
     from kaudit.hosts.local import LocalHost
     from kaudit.workflow import Status, UpContext, run_phase
 
+    if opts.kubeconfig is not None and not Path(opts.kubeconfig).is_file():
+        raise UsageError(f"--kubeconfig {opts.kubeconfig}: no such file", "pass the kubeconfig of the cluster, or leave it out")
     node_phases = [p for p in phases if p.per_node]
     cluster_phases = [p for p in phases if not p.per_node]
     rows: list[tuple[str, str, str, str]] = []  # (host, phase, status, message)
