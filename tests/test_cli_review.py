@@ -8,6 +8,7 @@ import signal
 
 from doubles.loki import LokiDouble
 from shipper_helpers import ShipperProc, append, make_events, wait_for
+from upnode import kube_node  # noqa: F401  (fixture)
 
 PUSH = "/loki/api/v1/push"
 
@@ -175,3 +176,39 @@ def test_up_and_down_check_kubeconfig_before_running_any_phase(cli, tmp_path):
         assert r.code == 2, r.err
         assert r.err.splitlines()[0] == f"error: --kubeconfig {tmp_path / 'nope.conf'}: no such file", r.err
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["etc", "kubernetes", "manifests"]
+
+
+# --------------------------------------------------------------------------- Ctrl-C during up's wait
+
+def test_ctrl_c_while_up_waits_exits_130_and_names_paths_that_exist_on_this_machine(kube_node, tmp_path):
+    # Under --rootfs the "to go back" command named the node paths (/etc/kubernetes/...), which
+    # on this machine are not the files kaudit wrote; the command must work when pasted.
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from upnode import MANIFEST
+
+    kube_node.script([], after="never-ready")
+    original = (kube_node.root / MANIFEST).read_bytes()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kaudit", "up", "--host", "local", "--rootfs", str(kube_node.root),
+         "--only", "policy,apiserver", "--wait-timeout", "5m"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ), text=True,
+        # Popen children inherit SIGINT ignored from some shells; Python then never raises KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    wait_for(lambda: (kube_node.root / MANIFEST).read_bytes() != original, what="the patched manifest")
+    time.sleep(0.3)  # into the wait
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    line = next(l for l in err.splitlines() if "interrupted while waiting" in l)
+    cp = line.split("to go back: sudo cp ", 1)[1].split()
+    assert cp[1] == str(kube_node.root / MANIFEST), line
+    assert os.path.isfile(cp[0]) and open(cp[0], "rb").read() == original, line

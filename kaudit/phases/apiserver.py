@@ -146,8 +146,9 @@ def apply_manifest(ctx: UpContext, original: bytes, new_text: str, *, expect_log
         with ui.step(f"Waiting for kubelet to restart {pod_name} ({target}; timeout {format_duration(timeout)})"):
             wait_for_new(ctx, kube, pod_name, old_hash, log_path, timeout, log_before)
     except KeyboardInterrupt:
-        saved = posixpath.join(backup, posixpath.basename(APISERVER_MANIFEST))
-        ui.warn(f"interrupted while waiting: {APISERVER_MANIFEST} keeps the new content; to go back: sudo cp {saved} {APISERVER_MANIFEST}")
+        saved = node.command_path(posixpath.join(backup, posixpath.basename(APISERVER_MANIFEST)))
+        ui.warn(f"interrupted while waiting: {APISERVER_MANIFEST} keeps the new content; to go back: "
+                f"sudo cp {saved} {node.command_path(APISERVER_MANIFEST)}")
         raise
     except WaitFailed as failure:
         fail(ctx, kube, pod_name, old_hash, original, mode, backup, failure.reason, timeout)
