@@ -121,8 +121,20 @@ class LokiClient:
     # -- API -------------------------------------------------------------------
     def ready(self) -> str:
         """'ready' when Loki is ready; raises LokiError (with Loki's reason) when not."""
+        url = f"{self.url}/ready"
         resp = self._get("/ready")
-        return resp.text.strip() or "ready"
+        body = resp.text.strip()
+        # Loki answers exactly "ready"; a 200 with anything else is some other server
+        # (a proxy's page, Grafana) and must not pass for Loki
+        if body != "ready":
+            shown = body.splitlines()[0][:80] if body else "an empty body"
+            raise LokiError(
+                f"{url} answered 200 with {shown!r}, not Loki's 'ready'",
+                "is this Loki? --loki-url is Loki's base URL, e.g. http://127.0.0.1:3100",
+                status=resp.status_code,
+                url=url,
+            )
+        return body
 
     def buildinfo(self) -> dict:
         doc = self._json("/loki/api/v1/status/buildinfo")

@@ -341,6 +341,35 @@ def test_loki_fails_when_refused(tree, cluster, loki):  # noqa: F811
     assert f"Loki at {url}/ready: connection refused" == v.detail
 
 
+def test_loki_fails_when_another_server_answers_ready(tree, cluster):
+    import http.server
+    import threading
+
+    class NotLoki(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"<html><body>Welcome to nginx!</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotLoki)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        v = C.check_loki(_cluster_ctx(tree, loki_url=url))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert v.status == C.FAIL
+    assert "not Loki's 'ready'" in v.detail and "Welcome to nginx" in v.detail
+    assert "is this Loki?" in v.hint
+
+
 def test_loki_fails_when_the_service_is_missing(tree, cluster):
     cluster.state["services"] = {}
     cluster.save()
