@@ -212,3 +212,16 @@ def test_ctrl_c_while_up_waits_exits_130_and_names_paths_that_exist_on_this_mach
     cp = line.split("to go back: sudo cp ", 1)[1].split()
     assert cp[1] == str(kube_node.root / MANIFEST), line
     assert os.path.isfile(cp[0]) and open(cp[0], "rb").read() == original, line
+
+
+def test_empty_or_binary_inputs_get_a_hint(cli, tmp_path):
+    empty = tmp_path / "empty.yaml"
+    empty.write_bytes(b"")
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"\xff\xfe")
+    for argv in (["patch-manifest", empty], ["policy", "validate", binary]):
+        r = cli(argv)
+        assert r.code == 1, r.err
+        lines = r.err.splitlines()
+        assert lines[0].startswith("error: ") and lines[1].startswith("hint: "), r.err
+        assert "Traceback" not in r.err

@@ -81,7 +81,7 @@ def validate(
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise KauditError(f"{source}: not UTF-8 text (byte {e.start})") from None
+        raise KauditError(f"{source}: not UTF-8 text (byte {e.start})", "give an audit Policy YAML file (kaudit policy prints one)") from None
     problems, warnings = check_policy(text, source)
     for w in warnings:
         ui.warn(w)

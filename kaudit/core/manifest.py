@@ -153,7 +153,11 @@ def _compose(text: str, source: str):
         raise ManifestError(f"{source}: not valid YAML: {e}") from None
     docs = [d for d in docs if d is not None]
     if not docs:
-        raise ManifestError(f"{source}: is empty, not a kube-apiserver Pod manifest")
+        raise ManifestError(
+            f"{source}: is empty, not a kube-apiserver Pod manifest",
+            "on a kubeadm node it is /etc/kubernetes/manifests/kube-apiserver.yaml; "
+            "if that file was emptied, restore it from /etc/kubernetes/tmp/ (kaudit's and kubeadm's backups)",
+        )
     if len(docs) > 1:
         raise ManifestError(
             f"{source}:{docs[1].start_mark.line + 1}: holds {len(docs)} YAML documents; "

@@ -90,7 +90,10 @@ def read_manifest(node: Host) -> tuple[bytes, str]:
     try:
         return data, data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise KauditError(f"{node.name}:{APISERVER_MANIFEST}: not UTF-8 text (byte {e.start})") from None
+        raise KauditError(
+            f"{node.name}:{APISERVER_MANIFEST}: not UTF-8 text (byte {e.start})",
+            "the manifest is damaged: restore it from /etc/kubernetes/tmp/ (kaudit's and kubeadm's backups)",
+        ) from None
 
 
 # --------------------------------------------------------------------------- the sequence

@@ -29,7 +29,7 @@ def policy_bytes(opts) -> bytes:
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise KauditError(f"--policy-file {path}: not UTF-8 text (byte {e.start})") from None
+            raise KauditError(f"--policy-file {path}: not UTF-8 text (byte {e.start})", "give an audit Policy YAML file (kaudit policy prints one)") from None
         validate_policy(text, str(path))
         return data
     return policy_text(opts.policy_profile).encode("utf-8")
