@@ -78,3 +78,12 @@ def test_every_command_has_help_with_an_example(cli, argv):
     r = cli([*argv, "--help"])
     assert r.code == 0, r.err
     assert "example" in r.out.lower(), r.out
+
+
+def test_usage_errors_have_kaudits_error_shape(cli):
+    r = cli(["up", "--no-such-flag"])
+    assert r.code == 2
+    assert r.out == ""
+    lines = r.err.splitlines()
+    assert lines[0].startswith("error: ") and "--no-such-flag" in lines[0]
+    assert lines[1] == "hint: kaudit up --help lists the options"

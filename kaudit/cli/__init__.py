@@ -102,8 +102,12 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         if name == "Abort":
             print("interrupted", file=sys.stderr)
             return ExitCode.INTERRUPTED
-        if hasattr(e, "show") and hasattr(e, "exit_code"):
-            e.show()
+        if hasattr(e, "format_message") and hasattr(e, "exit_code"):
+            # click's usage errors, in kaudit's own shape: one error line and a hint
+            ctx = getattr(e, "ctx", None)
+            command = ctx.command_path if ctx is not None else "kaudit"
+            print(f"error: {e.format_message()}", file=sys.stderr)
+            print(f"hint: {command} --help lists the options", file=sys.stderr)
             return int(e.exit_code)
         if debug:
             raise
