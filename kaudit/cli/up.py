@@ -14,6 +14,9 @@ import typer
 
 from kaudit.cli.audit_options import (
     DEFAULT_LOG_PATH,
+    DEFAULT_MAXAGE,
+    DEFAULT_MAXBACKUP,
+    DEFAULT_MAXSIZE,
     DEFAULT_POLICY_PATH,
     AuditFlagOpt,
     AuditLogPathOpt,
@@ -75,6 +78,17 @@ def _duration(value: str, flag: str) -> float:
     return seconds
 
 
+def _wait_settings(wait_timeout: str, poll_interval: str, no_wait: bool, no_rollback: bool, no_persist: bool) -> dict:
+    """The UpOptions fields up and down share: how the apiserver change is waited on and undone."""
+    return dict(
+        wait_timeout=_duration(wait_timeout, "--wait-timeout"),
+        poll_interval=_duration(poll_interval, "--poll-interval"),
+        no_wait=no_wait,
+        rollback=not no_rollback,
+        persist=not no_persist,
+    )
+
+
 def _spec(audit_log_path, policy_path, maxsize, maxbackup, maxage, audit_flag):
     from kaudit.cli.audit_options import audit_spec_from_options
 
@@ -99,9 +113,9 @@ def up(
     ] = None,
     audit_log_path: AuditLogPathOpt = DEFAULT_LOG_PATH,
     policy_path: PolicyPathOpt = DEFAULT_POLICY_PATH,
-    maxsize: MaxSizeOpt = 100,
-    maxbackup: MaxBackupOpt = 10,
-    maxage: MaxAgeOpt = 7,
+    maxsize: MaxSizeOpt = DEFAULT_MAXSIZE,
+    maxbackup: MaxBackupOpt = DEFAULT_MAXBACKUP,
+    maxage: MaxAgeOpt = DEFAULT_MAXAGE,
     audit_flag: AuditFlagOpt = None,
     wait_timeout: WaitTimeoutOpt = "5m",
     poll_interval: PollIntervalOpt = "500ms",
@@ -150,11 +164,7 @@ def up(
         spec=_spec(audit_log_path, policy_path, maxsize, maxbackup, maxage, audit_flag),
         policy_profile=policy_profile,
         policy_file=policy_file,
-        wait_timeout=_duration(wait_timeout, "--wait-timeout"),
-        poll_interval=_duration(poll_interval, "--poll-interval"),
-        no_wait=no_wait,
-        rollback=not no_rollback,
-        persist=not no_persist,
+        **_wait_settings(wait_timeout, poll_interval, no_wait, no_rollback, no_persist),
         stack=stack,
         collector=collector,
         loki_url=loki_url,
@@ -222,12 +232,8 @@ def down(
 
     phases = [Phase(name, short, target, per_node=per_node) for name, short, target, per_node in DOWN_PHASES]
     opts = UpOptions(
-        spec=_spec(audit_log_path, policy_path, 100, 10, 7, audit_flag),
-        wait_timeout=_duration(wait_timeout, "--wait-timeout"),
-        poll_interval=_duration(poll_interval, "--poll-interval"),
-        no_wait=no_wait,
-        rollback=not no_rollback,
-        persist=not no_persist,
+        spec=_spec(audit_log_path, policy_path, DEFAULT_MAXSIZE, DEFAULT_MAXBACKUP, DEFAULT_MAXAGE, audit_flag),
+        **_wait_settings(wait_timeout, poll_interval, no_wait, no_rollback, no_persist),
         kubeconfig=kubeconfig,
         namespace=namespace,
         remove_policy=remove_policy,
