@@ -166,10 +166,7 @@ def unpersist_audit(text: str, spec, *, source: str = "ClusterConfiguration") ->
     changed = False
     args = api.get("extraArgs")
     if isinstance(args, list):
-        keep = [a for a in args if not (isinstance(a, dict) and a.get("name") in names)]
-        if len(keep) != len(args):
-            args[:] = keep
-            changed = True
+        changed = _drop_named(args, names)
     elif isinstance(args, dict):
         for name in [n for n in args if n in names]:
             del args[name]
@@ -177,10 +174,7 @@ def unpersist_audit(text: str, spec, *, source: str = "ClusterConfiguration") ->
     vol_names = {m.name for m in spec.mounts()}
     vols = api.get("extraVolumes")
     if isinstance(vols, list):
-        keep = [v for v in vols if not (isinstance(v, dict) and v.get("name") in vol_names)]
-        if len(keep) != len(vols):
-            vols[:] = keep
-            changed = True
+        changed = _drop_named(vols, vol_names) or changed
     if not changed:
         return text
     for key in ("extraArgs", "extraVolumes"):
@@ -206,3 +200,12 @@ def _plain(doc: Any) -> Any:
     import json
 
     return json.loads(json.dumps(doc, default=str))
+
+
+def _drop_named(items: list, names: set) -> bool:
+    """Remove the {name: ...} entries whose name is in names, in place; True if any went."""
+    keep = [i for i in items if not (isinstance(i, dict) and i.get("name") in names)]
+    if len(keep) == len(items):
+        return False
+    items[:] = keep
+    return True
