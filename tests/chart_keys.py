@@ -6,6 +6,8 @@ tests/test_loki_scalable.py (simple-scalable and distributed Loki).
 
 from __future__ import annotations
 
+import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,14 @@ from ruamel.yaml import YAML
 DATA = Path(__file__).parent / "data" / "charts"
 
 
-def load(path: Path) -> Any:
+@functools.lru_cache(maxsize=None)
+def _parsed(path: Path) -> Any:
     return YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
+
+
+def load(path: Path) -> Any:
+    """The file parsed (a fresh copy each call: the pure-Python parser is slow on 7,000 lines)."""
+    return copy.deepcopy(_parsed(path))
 
 
 def chart_dir(name: str, version: str) -> Path:
