@@ -78,8 +78,8 @@ def _key_pair(kind: str, file: Optional[Path], env: Mapping[str, str]) -> Option
         if not access and not secret:
             return None
         if not access or not secret:
-            missing = L.S3_KEY_ENV[0] if not access else L.S3_KEY_ENV[1]
-            raise UsageError(f"{missing} is not set but {L.S3_KEY_ENV[1] if not secret else L.S3_KEY_ENV[0]} is", "set both, or neither")
+            missing, present = L.S3_KEY_ENV if not access else L.S3_KEY_ENV[::-1]
+            raise UsageError(f"{missing} is not set but {present} is", "set both, or neither")
     if kind == "minio" and (len(access) < MINIO_MIN_USER or len(secret) < MINIO_MIN_PASSWORD):
         raise UsageError(
             f"MinIO's root user needs at least {MINIO_MIN_USER} characters and its password at least {MINIO_MIN_PASSWORD} (from {source})",
