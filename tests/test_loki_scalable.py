@@ -138,7 +138,6 @@ def test_values_hold_references_never_credentials(storage):
         assert {"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/etc/kaudit-gcs/key.json"} in v["defaults"]["extraEnv"]
     elif st.secret:
         assert v["defaults"]["extraEnvFrom"] == [{"secretRef": {"name": L.SECRET_NAME}}]
-        assert v["defaults"]["extraArgs"] == ["-config.expand-env=true"]
     else:
         assert "defaults" not in v  # pod identity: nothing to read
     if st.kind == "s3" and st.secret:

@@ -12,7 +12,7 @@ Both modes need object storage (the chart refuses filesystem storage for them, v
 
 Credentials never enter the values: they live in one Secret (kaudit applies it, or the user
 names their own) that every Loki pod reads through the chart's ``defaults.extraEnvFrom``;
-Loki runs with ``-config.expand-env=true`` and its config holds only ``${NAME}`` references.
+the chart starts Loki with ``-config.expand-env=true`` and its config holds only ``${NAME}`` references.
 For GCS the Secret's service-account key is mounted as a file and named by
 GOOGLE_APPLICATION_CREDENTIALS. Pure: dicts in, dicts out.
 """
@@ -157,10 +157,11 @@ def _storage_values(s: ObjectStorage) -> tuple[dict, dict]:
 
 
 def _defaults(s: ObjectStorage) -> dict:
-    """Every Loki pod: expand ${NAME} in the config, from the Secret's keys."""
+    """Every Loki pod reads the Secret (the chart already starts Loki with -config.expand-env=true,
+    templates/_pod.tpl, so ${NAME} in its config is the pod's environment variable NAME)."""
     if not s.secret:
         return {}
-    out: dict = {"extraArgs": ["-config.expand-env=true"]}
+    out: dict = {}
     if s.kind == "gcs":
         out["extraEnv"] = [{"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": f"{GCS_MOUNT}/{GCS_KEY_FILE}"}]
         out["extraVolumes"] = [{"name": "kaudit-gcs", "secret": {"secretName": s.secret}}]
