@@ -90,6 +90,10 @@ def test_simple_scalable_renders_write_and_backend_statefulsets_without_claims(k
         assert "${AWS_ACCESS_KEY_ID}" in config and "${AWS_SECRET_ACCESS_KEY}" in config
     assert "max_line_size: 1024KB" in config and "retention_period: 720h" in config
     assert "loki-gateway" in by_kind(docs, "Service")
+    # kaudit verify asks the gateway for /ready: the location kaudit adds proxies to a Service that exists
+    nginx = by_kind(docs, "ConfigMap")["loki-gateway"]["data"]["nginx.conf"]
+    assert "location = /ready {" in nginx and 'set $backend "http://loki-read.kaudit.svc.cluster.local:3100";' in nginx
+    assert "loki-read" in by_kind(docs, "Service")
 
 
 def test_simple_scalable_with_a_storage_class_claims_it(tmp_path):
@@ -105,6 +109,9 @@ def test_distributed_renders_its_microservices(tmp_path):
     assert any(n.startswith("loki-ingester") for n in names)
     assert {"loki-distributor", "loki-querier", "loki-query-frontend"} <= names
     assert not ({"loki-write", "loki-read", "loki-backend"} & names)
+    nginx = by_kind(docs, "ConfigMap")["loki-gateway"]["data"]["nginx.conf"]
+    assert 'set $backend "http://loki-query-frontend.kaudit.svc.cluster.local:3100";' in nginx
+    assert "loki-query-frontend" in by_kind(docs, "Service")
     assert not any(d.get("kind") == "PersistentVolumeClaim" for d in docs)
 
 

@@ -181,7 +181,20 @@ def _claims(persistence: Any) -> dict:
     return out
 
 
-def values(loki: ScalableLoki) -> dict:
+def ready_location(mode: str, namespace: str) -> str:
+    """An nginx location for Loki's /ready on the gateway. The chart's gateway routes the API
+    (/loki/api/v1/...) but answers only `/` itself, and `kaudit verify` asks /ready; the read
+    path (query-frontend in distributed mode) answers it, as the chart's own locations resolve it."""
+    target = "read" if mode == "simple-scalable" else "query-frontend"
+    return (
+        "location = /ready {\n"
+        f'  set $backend "http://loki-{target}.{namespace}.svc.cluster.local:3100";\n'
+        "  proxy_pass $backend/ready;\n"
+        "}"
+    )
+
+
+def values(loki: ScalableLoki, namespace: str = "kaudit") -> dict:
     """The chart values for one scalable Loki."""
     s, z = loki.storage, loki.sizing
     storage, extras = _storage_values(s)
@@ -226,7 +239,7 @@ def values(loki: ScalableLoki) -> dict:
     out["singleBinary"] = {"replicas": 0}
     out.update({
         # the gateway (nginx) routes pushes to the write path and queries to the read path
-        "gateway": {"enabled": True},
+        "gateway": {"enabled": True, "nginxConfig": {"serverSnippet": ready_location(loki.mode, namespace)}},
         # the chart's chunks cache alone asks for 8 GiB of memcached: off, as in monolithic mode
         "chunksCache": {"enabled": False},
         "resultsCache": {"enabled": False},
@@ -252,7 +265,7 @@ def header(loki: ScalableLoki, chart: Any, version: str) -> str:
     )
 
 
-def render(loki: ScalableLoki, chart: Any) -> str:
+def render(loki: ScalableLoki, chart: Any, namespace: str = "kaudit") -> str:
     """The values as YAML text: a header saying what and where, then the values."""
     import io
 
@@ -264,5 +277,5 @@ def render(loki: ScalableLoki, chart: Any) -> str:
     y.default_flow_style = False
     y.sort_base_mapping_type_on_output = False
     buf = io.StringIO()
-    y.dump(values(loki), buf)
+    y.dump(values(loki, namespace), buf)
     return header(loki, chart, __version__) + buf.getvalue()

@@ -468,7 +468,7 @@ def stack_values(stack: str, namespace: str, storage: Optional[LokiStorage] = No
         if scalable is not None and chart.chart == "loki":
             from kaudit.core import loki_scalable
 
-            out[chart.release] = loki_scalable.render(scalable, chart)
+            out[chart.release] = loki_scalable.render(scalable, chart, namespace)
             continue
         text = render_template(tmpl, chart=chart, **common)
         parse_yaml(text, tmpl)
