@@ -41,7 +41,7 @@ StorageCredentialsOpt = Annotated[
 ]
 StorageSecretOpt = Annotated[
     Optional[str],
-    typer.Option("--storage-secret", metavar="NAME", help="Use this existing Secret (keys AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or key.json for gcs) instead of creating one.", rich_help_panel=_PANEL),
+    typer.Option("--storage-secret", metavar="NAME", help="Use this existing Secret instead of creating one: keys AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (s3), rootUser/rootPassword (minio) or key.json (gcs).", rich_help_panel=_PANEL),
 ]
 EventsPerSecondOpt = Annotated[
     Optional[float],
