@@ -25,6 +25,7 @@ def no_cloud_env(monkeypatch):
     (SSD, "--loki-mode simple-scalable needs object storage"),
     (["--stack", "loki", "--loki-mode", "micro"], "--loki-mode: 'micro' is not one of monolithic, simple-scalable, distributed"),
     (["--loki-mode", "simple-scalable", "--object-storage", "minio"], "--loki-mode simple-scalable: only with --stack loki"),
+    ([*SSD, "--object-storage", "minio", "--loki-url", "http://loki.example:3100"], "--loki-mode simple-scalable: not with --loki-url"),
     (["--stack", "loki", "--events-per-second", "100"], "--events-per-second: only with --loki-mode simple-scalable or distributed"),
     (["--stack", "loki", "--object-storage", "s3"], "--object-storage: only with --loki-mode simple-scalable or distributed"),
     ([*SSD, "--object-storage", "azure"], "--object-storage: 'azure' is not one of minio, s3, gcs"),

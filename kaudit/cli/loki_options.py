@@ -64,7 +64,7 @@ def scalable_from_flags(
     *, stack: str, mode: str, object_storage: Optional[str], bucket: Optional[str], bucket_chunks: Optional[str],
     bucket_ruler: Optional[str], s3_endpoint: Optional[str], s3_region: Optional[str], storage_credentials: Optional[Path],
     storage_secret: Optional[str], events_per_second: Optional[float], event_bytes: Optional[int], retention: Optional[str],
-    loki_replicas: Optional[int], persistence: Any, env: Optional[Mapping[str, str]] = None,
+    loki_replicas: Optional[int], persistence: Any, loki_url: Optional[str] = None, env: Optional[Mapping[str, str]] = None,
 ) -> tuple[Any, Any]:
     """(ScalableLoki or None, Credentials or None) from the flags; UsageError for what cannot work."""
     from kaudit.core import loki_scalable as L
@@ -83,6 +83,8 @@ def scalable_from_flags(
         if given:
             raise UsageError(f"{given[0]}: only with --loki-mode simple-scalable or distributed", "monolithic Loki keeps its data on its own volume")
         return None, None
+    if loki_url:
+        raise UsageError(f"--loki-mode {mode}: not with --loki-url (kaudit installs no Loki then)", "leave out --loki-url to install a scalable Loki")
     if stack != "loki":
         raise UsageError(f"--loki-mode {mode}: only with --stack loki", "loki-stack runs one Loki 2.6 pod")
     if object_storage is None:

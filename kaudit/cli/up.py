@@ -203,7 +203,7 @@ def up(
         stack=stack, mode=loki_mode, object_storage=object_storage, bucket=bucket, bucket_chunks=bucket_chunks,
         bucket_ruler=bucket_ruler, s3_endpoint=s3_endpoint, s3_region=s3_region, storage_credentials=storage_credentials,
         storage_secret=storage_secret, events_per_second=events_per_second, event_bytes=event_bytes, retention=retention,
-        loki_replicas=loki_replicas, persistence=loki_storage,
+        loki_replicas=loki_replicas, persistence=loki_storage, loki_url=loki_url,
     )
     opts = UpOptions(
         spec=_spec(audit_log_path, policy_path, maxsize, maxbackup, maxage, audit_flag),
