@@ -71,7 +71,7 @@ def test_dry_run_prints_the_sizing_and_no_credential(cli, tmp_path, no_cloud_env
     assert "max_line_size: 2 × the largest event (403,305 B)" in text
     assert "replicas: write 1, read 1, backend 1 (--loki-replicas); replication_factor 1" in text
     assert "retention: 720h" in text
-    assert "MinIO subchart is deprecated and is to be removed 2026-10-31" in text
+    assert "MinIO subchart is deprecated, announced for removal on 2026-10-31" in text
     assert "would apply: secret/kaudit-object-storage in namespace kaudit (keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, rootPassword, rootUser)" in text
     assert "deploymentMode: SimpleScalable" in text  # -v prints the values
     assert ACCESS not in text and SECRET not in text

@@ -154,8 +154,9 @@ def scalable_lines(scalable: Any, credentials: Any) -> list[str]:
     lines += [f"  {line}" for line in scalable.sizing.explain]
     if s.kind == "minio":
         lines.append(
-            "MinIO: the loki chart's MinIO subchart is deprecated and is to be removed 2026-10-31 (its templates/validate.yaml); "
-            "kaudit sets ignoreMinioDeprecation to install it. Fine for a laptop; use --object-storage s3|gcs for anything you keep."
+            "MinIO: the loki chart's MinIO subchart is deprecated, announced for removal on 2026-10-31 (its templates/validate.yaml); "
+            "kaudit sets ignoreMinioDeprecation to install it from the pinned chart, and a later chart may not have it. "
+            "Fine for a laptop; use --object-storage s3|gcs for anything you keep."
         )
     if credentials is not None:
         lines.append(f"object storage credentials: from {credentials.source}, into secret/{s.secret} (keys {', '.join(credentials.keys())})")
