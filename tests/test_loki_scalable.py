@@ -258,3 +258,23 @@ def test_vendored_example_files_agree_on_the_zeroed_targets():
     assert all(v[t]["replicas"] == 0 for t in L.DISTRIBUTED_TARGETS)
     d = loki_values(scalable("distributed", "s3"))
     assert all(d[t]["replicas"] == 0 for t in L.SSD_TARGETS)
+
+
+def test_the_shipper_is_told_the_sized_line_limit(cluster):
+    from kaudit.phases import collector
+
+    sc = scalable("simple-scalable", "s3")
+    ctx = cluster.context(SimpleNamespace(**vars(options(sc, Credentials(L.secret_data("s3", ACCESS, SECRET), "t"))), collector="shipper"))
+    stack.run(ctx)
+    collector.run(ctx)
+    ds = next(i for c in cluster.kubectl_calls() for i in json.loads(c["stdin"])["items"] if i["kind"] == "DaemonSet")
+    args = ds["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--max-line-bytes") + 1] == "1048576"  # 1024KB, as limits_config.max_line_size
+    assert args[args.index("--loki-url") + 1] == "http://loki-gateway.kaudit.svc:80"
+    # monolithic: the shipper keeps its own default (Loki's 256KB)
+    mono = Cluster.make(cluster.root / "mono")
+    ctx = mono.context(SimpleNamespace(stack="loki", collector="shipper"))
+    stack.run(ctx)
+    collector.run(ctx)
+    ds = next(i for c in mono.kubectl_calls() for i in json.loads(c["stdin"])["items"] if i["kind"] == "DaemonSet")
+    assert "--max-line-bytes" not in ds["spec"]["template"]["spec"]["containers"][0]["args"]

@@ -522,6 +522,8 @@ class ShipperDeploy:
     positions_dir: str = STATE_DIRS["shipper"]
     code_dir: str = "/opt/kaudit"
     metrics_port: int = 9101
+    #: Loki's max_line_size when kaudit sized it (a scalable Loki); None: the shipper's default
+    max_line_bytes: Optional[int] = None
 
     def args(self) -> list[str]:
         """The shipper's command line (docs/shipper.md); $(NODE_NAME) is expanded by the kubelet."""
@@ -538,6 +540,8 @@ class ShipperDeploy:
             a += ["--label", f"{k}={v}"]
         if self.tenant:
             a += ["--tenant", self.tenant]
+        if self.max_line_bytes:
+            a += ["--max-line-bytes", str(self.max_line_bytes)]
         return a
 
 

@@ -49,6 +49,9 @@ def record_facts(ctx: UpContext, stack: str, namespace: str, scalable: Any = Non
         grafana_port=access.port,
         grafana_secret=access.secret,
     )
+    if scalable is not None:
+        # the shipper cuts events at Loki's line limit: tell it the sized one
+        ctx.facts["loki_max_line_bytes"] = scalable.sizing.max_line_size_kb * 1024
 
 
 def access_lines(ctx: UpContext, stack: str, namespace: str) -> list[str]:
