@@ -65,6 +65,8 @@ APPLIED_OBJECTS: tuple[tuple[str, str], ...] = (
     ("configmap", DASHBOARD_CONFIGMAP),
     ("configmap", SHIPPER_CODE_CONFIGMAP),
     ("daemonset", SHIPPER_NAME),
+    # object storage credentials of a scalable Loki (kaudit.core.loki_scalable)
+    ("secret", "kaudit-object-storage"),
 )
 
 #: Loki's HTTP service: both stacks name it after the release ("loki") on port 3100
@@ -93,3 +95,13 @@ LOKI_VERSIONS: dict[str, tuple[str, bool]] = {"loki-stack": ("2.6.1", False), "l
 def loki_base_url(namespace: str = NAMESPACE) -> str:
     """Loki's base URL from inside the cluster."""
     return f"http://{LOKI_SERVICE}.{namespace}.svc:{LOKI_PORT}"
+
+
+#: simple-scalable and distributed Loki: the chart's nginx gateway routes pushes to the
+#: write path and queries to the read path (there is no single "loki" service)
+LOKI_GATEWAY_SERVICE = "loki-gateway"
+LOKI_GATEWAY_PORT = 80
+
+
+def loki_gateway_url(namespace: str = NAMESPACE) -> str:
+    return f"http://{LOKI_GATEWAY_SERVICE}.{namespace}.svc:{LOKI_GATEWAY_PORT}"

@@ -54,6 +54,10 @@ class UpOptions:
     helm_timeout: str = "10m"
     #: a PersistentVolumeClaim for Loki (kaudit.core.render.LokiStorage); None: emptyDir
     loki_storage: Any = None
+    #: a simple-scalable/distributed Loki (kaudit.core.loki_scalable.ScalableLoki); None: monolithic
+    loki_scalable: Any = None
+    #: its object storage credentials (kaudit.loki_credentials.Credentials), for the Secret only
+    loki_credentials: Any = None
     #: how often to look at the namespace while helm waits, in seconds
     watch_interval: float = 3.0
     shipper_image: Optional[str] = None

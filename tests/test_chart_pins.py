@@ -10,32 +10,15 @@ default install (it stays Pending on a cluster without a volume provisioner).
 from __future__ import annotations
 
 import re
-from pathlib import Path
-from typing import Any
-
 import pytest
-from ruamel.yaml import YAML
 
+from chart_keys import COMMENTED, DATA, chart_dir, chart_values, deep_merge, load, unknown_keys
 from kaudit import charts
 from kaudit.core import render
 
-DATA = Path(__file__).parent / "data" / "charts"
 INDEXES = {"https://grafana.github.io/helm-charts": "grafana", "https://grafana-community.github.io/helm-charts": "grafana-community"}
 PINNED = sorted({c for stack in charts.STACKS.values() for c in stack} | set(charts.COLLECTOR_CHARTS.values()), key=lambda c: c.chart)
 
-
-def load(path: Path) -> Any:
-    return YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
-
-
-def chart_dir(name: str, version: str) -> Path:
-    d = DATA / f"{name}-{version}"
-    assert d.is_dir(), f"tests/data/charts has no copy of {name} {version}: vendor its Chart.yaml and values.yaml (SOURCES.md)"
-    return d
-
-
-def chart_values(name: str, version: str) -> dict:
-    return load(chart_dir(name, version) / "values.yaml")
 
 
 def index(repo: str) -> dict:
@@ -90,55 +73,9 @@ def test_loki_stack_subcharts_resolve_to_the_vendored_versions_and_loki_2_6_1():
 
 # -- key by key --------------------------------------------------------------------
 
-#: maps the chart hands to Loki's (or Grafana's) own config unchanged: their keys are Loki's,
-#: not the chart's (loki chart templates/_helpers.tpl renders loki.limits_config with toYaml
-#: into limits_config; loki.schemaConfig and grafana's datasources likewise)
-FREE_FORM = {
-    ("loki", "loki.limits_config"),
-    ("loki", "loki.schemaConfig"),
-    ("grafana", "datasources"),
-}
-
-
-#: keys a chart reads but documents only as a commented-out line of its values.yaml (the
-#: test below checks that the comment is there): loki 2.16.0's statefulset template reads
-#: persistence.storageClassName, its values.yaml shows it as "# storageClassName:"
-COMMENTED = {("loki-stack", "loki.persistence.storageClassName"): ("loki-2.16.0", "  # storageClassName:")}
-
-
 def test_keys_documented_only_in_comments_are_in_the_comments():
     for (_, _), (d, line) in COMMENTED.items():
         assert line in (DATA / d / "values.yaml").read_text().splitlines()
-
-
-def unknown_keys(ours: Any, theirs: Any, chart: str, path: str = "") -> list[str]:
-    """Paths kaudit sets that the chart's values do not have (or have with another shape)."""
-    if (chart, path) in FREE_FORM or (chart, path) in COMMENTED or not isinstance(ours, dict):
-        return []
-    if theirs is None or theirs == {}:
-        return []  # an empty map (or null) in values.yaml is the chart's free-form slot
-    if not isinstance(theirs, dict):
-        return [f"{path}: the chart has a {type(theirs).__name__} here, kaudit sets a map"]
-    bad = []
-    for key, value in ours.items():
-        p = f"{path}.{key}" if path else key
-        if key not in theirs:
-            if (chart, p) not in COMMENTED:
-                bad.append(p)
-        elif isinstance(value, dict):
-            bad += unknown_keys(value, theirs[key], chart, p)
-        elif isinstance(theirs[key], dict) and theirs[key] and not isinstance(value, dict):
-            bad.append(f"{p}: the chart has a map here, kaudit sets a {type(value).__name__}")
-    return bad
-
-
-def deep_merge(base: Any, over: Any) -> Any:
-    if isinstance(base, dict) and isinstance(over, dict):
-        out = dict(base)
-        for k, v in over.items():
-            out[k] = deep_merge(base.get(k), v) if k in base else v
-        return out
-    return over
 
 
 def loki_stack_values() -> dict:

@@ -25,6 +25,22 @@ from kaudit.cli.audit_options import (
     MaxSizeOpt,
     PolicyPathOpt,
 )
+from kaudit.cli.loki_options import (
+    BucketChunksOpt,
+    BucketOpt,
+    BucketRulerOpt,
+    EventBytesOpt,
+    EventsPerSecondOpt,
+    LokiModeOpt,
+    LokiReplicasOpt,
+    ObjectStorageOpt,
+    RetentionOpt,
+    S3EndpointOpt,
+    S3RegionOpt,
+    StorageCredentialsOpt,
+    StorageSecretOpt,
+    scalable_from_flags,
+)
 from kaudit.cli.options import AcceptNewHostKeyOpt, HostOpt, KnownHostsOpt, RootfsOpt, SshKeyOpt
 from kaudit.errors import ExitCode, UsageError
 from kaudit.workflow import PHASE_NAMES, phases_help
@@ -137,6 +153,19 @@ def up(
         Optional[str],
         typer.Option("--loki-size", metavar="SIZE", help="Size of Loki's PersistentVolumeClaim, e.g. 10Gi (turns persistence on, with the default StorageClass unless --loki-storage-class).", rich_help_panel=_LATER),
     ] = None,
+    loki_mode: LokiModeOpt = "monolithic",
+    object_storage: ObjectStorageOpt = None,
+    bucket: BucketOpt = None,
+    bucket_chunks: BucketChunksOpt = None,
+    bucket_ruler: BucketRulerOpt = None,
+    s3_endpoint: S3EndpointOpt = None,
+    s3_region: S3RegionOpt = None,
+    storage_credentials: StorageCredentialsOpt = None,
+    storage_secret: StorageSecretOpt = None,
+    events_per_second: EventsPerSecondOpt = None,
+    event_bytes: EventBytesOpt = None,
+    retention: RetentionOpt = None,
+    loki_replicas: LokiReplicasOpt = None,
     shipper_image: Annotated[Optional[str], typer.Option("--shipper-image", help="Python image the shipper DaemonSet runs.", rich_help_panel=_LATER)] = None,
     structured_metadata: Annotated[
         Optional[bool],
@@ -169,6 +198,13 @@ def up(
     phases = select_phases(only, skip_phases)
     if policy_file is not None and not policy_file.is_file():
         raise UsageError(f"--policy-file {policy_file}: " + ("is a directory" if policy_file.is_dir() else "no such file"), "give the path of an audit Policy YAML file")
+    loki_storage = LokiStorage.from_flags(loki_storage_class, loki_size)
+    scalable, credentials = scalable_from_flags(
+        stack=stack, mode=loki_mode, object_storage=object_storage, bucket=bucket, bucket_chunks=bucket_chunks,
+        bucket_ruler=bucket_ruler, s3_endpoint=s3_endpoint, s3_region=s3_region, storage_credentials=storage_credentials,
+        storage_secret=storage_secret, events_per_second=events_per_second, event_bytes=event_bytes, retention=retention,
+        loki_replicas=loki_replicas, persistence=loki_storage, loki_url=loki_url,
+    )
     opts = UpOptions(
         spec=_spec(audit_log_path, policy_path, maxsize, maxbackup, maxage, audit_flag),
         policy_profile=policy_profile,
@@ -181,7 +217,9 @@ def up(
         kubeconfig=kubeconfig,
         namespace=namespace,
         helm_timeout=helm_timeout,
-        loki_storage=LokiStorage.from_flags(loki_storage_class, loki_size),
+        loki_storage=None if scalable else loki_storage,
+        loki_scalable=scalable,
+        loki_credentials=credentials,
         shipper_image=shipper_image,
         structured_metadata=structured_metadata,
         verify_timeout=_duration(verify_timeout, "--verify-timeout"),

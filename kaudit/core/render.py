@@ -447,8 +447,9 @@ class LokiStorage:
         return cls(storage_class or None, size)
 
 
-def stack_values(stack: str, namespace: str, storage: Optional[LokiStorage] = None) -> dict[str, str]:
-    """Rendered values for each release of a stack: release name -> YAML text."""
+def stack_values(stack: str, namespace: str, storage: Optional[LokiStorage] = None, scalable: Any = None) -> dict[str, str]:
+    """Rendered values for each release of a stack: release name -> YAML text. `scalable` (a
+    kaudit.core.loki_scalable.ScalableLoki) replaces the monolithic Loki of --stack loki."""
     from kaudit import charts
 
     if stack not in charts.STACKS:
@@ -458,12 +459,17 @@ def stack_values(stack: str, namespace: str, storage: Optional[LokiStorage] = No
         "dashboard_label": DASHBOARD_LABEL,
         "datasource_label": DATASOURCE_LABEL,
         "loki_port": charts.LOKI_PORT,
-        "loki_url": charts.loki_base_url(namespace),
+        "loki_url": charts.loki_gateway_url(namespace) if scalable else charts.loki_base_url(namespace),
         "persistence": storage,
     }
     names = {"loki-stack": "loki-stack-values.yaml.j2", "loki": "loki-values.yaml.j2", "grafana": "grafana-values.yaml.j2"}
     for chart in charts.STACKS[stack]:
         tmpl = names[chart.chart]
+        if scalable is not None and chart.chart == "loki":
+            from kaudit.core import loki_scalable
+
+            out[chart.release] = loki_scalable.render(scalable, chart, namespace)
+            continue
         text = render_template(tmpl, chart=chart, **common)
         parse_yaml(text, tmpl)
         out[chart.release] = text
@@ -516,6 +522,8 @@ class ShipperDeploy:
     positions_dir: str = STATE_DIRS["shipper"]
     code_dir: str = "/opt/kaudit"
     metrics_port: int = 9101
+    #: Loki's max_line_size when kaudit sized it (a scalable Loki); None: the shipper's default
+    max_line_bytes: Optional[int] = None
 
     def args(self) -> list[str]:
         """The shipper's command line (docs/shipper.md); $(NODE_NAME) is expanded by the kubelet."""
@@ -532,6 +540,8 @@ class ShipperDeploy:
             a += ["--label", f"{k}={v}"]
         if self.tenant:
             a += ["--tenant", self.tenant]
+        if self.max_line_bytes:
+            a += ["--max-line-bytes", str(self.max_line_bytes)]
         return a
 
 

@@ -118,6 +118,8 @@ def shipper_manifest(ctx: UpContext, s: render.CollectorSettings, namespace: str
         job=s.job,
         labels=s.labels,
         tenant=s.tenant,
+        # a scalable Loki sized to take whole RequestResponse events (kaudit.phases.stack)
+        max_line_bytes=ctx.facts.get("loki_max_line_bytes"),
     )
     assert posixpath.isabs(deploy.log_path)
     return render.render_shipper_manifest(deploy)
