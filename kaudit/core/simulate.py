@@ -1,0 +1,328 @@
+"""What candidate audit policies would have written for a recorded audit log.
+
+Each recorded event is evaluated against every policy (kaudit.core.policy_eval)
+and, when the policy writes its stage, sized as the apiserver would encode it at
+the policy's level (kaudit.core.event_bytes). The result is a plain dict (the
+`--output json` document, described in docs/simulate.md) built from counters
+whose size does not grow with the input: memory stays flat however long the log.
+
+Two things a log cannot tell are kept apart rather than guessed:
+
+* unjudged: the policy wants a higher level than the event was recorded at, so the
+  bodies it would add are unknown. Counted per rule with a lower bound on bytes,
+  never mixed into the byte totals.
+* inferred RequestReceived: a log recorded with RequestReceived omitted (as GCE's
+  policy does) still tells that the stage happened; for a policy that keeps the
+  stage, its event is inferred from the request's final event and counted, marked
+  as inferred.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Iterable, Optional
+
+from kaudit.core.audit_logs import Line
+from kaudit.core.event_bytes import LEVEL_RANK, EventSizes
+from kaudit.core.policy_eval import Policy, Request, evaluate, request_from_event
+
+TOP = 10
+KEY_LIMIT = 200_000  # distinct (rule, stage, level, resource, user) kept per policy; then users/resources fold into "(other)"
+PENDING_LIMIT = 1_000_000
+_EMPTY: dict = {}
+MEMO_LIMIT = 100_000  # memoised plans (distinct request shapes)  # RequestReceived events waiting for their final stage
+
+
+def _add(table: dict, key, events: int, nbytes: int) -> None:
+    cell = table.get(key)
+    if cell is None:
+        table[key] = [events, nbytes]
+    else:
+        cell[0] += events
+        cell[1] += nbytes
+
+
+class PolicyTally:
+    """Counts for one policy, in one table keyed by (kind, rule, stage, level, resource, user):
+    one dict update per event, the per-stage/level/rule/resource/user views summed at the end.
+    kind: "w" written, "i" inferred RequestReceived (also written), "u:<recorded level>"
+    unjudged, "n" matched but not written."""
+
+    def __init__(self, policy: Policy, source: str):
+        self.policy = policy
+        self.source = source
+        self.cells: dict = {}
+
+    def add(self, key: tuple, nbytes: int) -> None:
+        cell = self.cells.get(key)
+        if cell is None:
+            if len(self.cells) >= KEY_LIMIT:
+                key = (*key[:4], "(other)", "(other)")
+                cell = self.cells.get(key)
+            if cell is None:
+                self.cells[key] = [1, nbytes]
+                return
+        cell[0] += 1
+        cell[1] += nbytes
+
+    def view(self, fields: tuple[int, ...], kinds: tuple[str, ...] = ("w", "i")) -> dict:
+        out: dict = {}
+        for key, (n, b) in self.cells.items():
+            if key[0] in kinds or (kinds == ("u",) and key[0].startswith("u:")):
+                _add(out, key[fields[0]] if len(fields) == 1 else tuple(key[f] for f in fields), n, b)
+        return out
+
+
+class Simulation:
+    """Feed recorded lines with add_line(); report() gives the result document."""
+
+    def __init__(self, policies: list[tuple[Policy, str]]):
+        self.tallies = [PolicyTally(p, src) for p, src in policies]
+        self.names = any(p.uses_resource_names for p, _ in policies)
+        self.plans: dict = {}
+        self.pending: set = set()
+        self.events = 0
+        self.bytes = 0
+        self.skipped = 0
+        self.first_skips: list[str] = []
+        self.recorded: dict = {}  # (level, stage) -> events
+        self.first: Optional[str] = None
+        self.last: Optional[str] = None
+        self.diffs = [{"dropped": [0, 0], "reduced": [0, 0], "added": [0, 0], "unjudged": 0, "by_rule": {}}
+                      for _ in self.tallies[1:]]
+
+    def _plan(self, req: Request, stage: str, recorded: str, infer_rr: bool) -> tuple:
+        """What each policy does with events like this one: (cells, key, mode, level,
+        omit managedFields, key of the inferred RequestReceived or None, rule) per policy.
+        mode 0: not written, 1: RequestReceived, 2: unjudged, 3: written."""
+        key = req
+        if key.resource_request:
+            res = f"{key.resource}/{key.subresource}" if key.subresource else key.resource
+            resource = f"{key.group or 'core'}/{res}"
+        else:
+            resource = key.path or "(non-resource)"
+        user = key.user or "(unauthenticated)"
+        plan = []
+        for tally in self.tallies:
+            d = evaluate(tally.policy, key)
+            level, rule = d.level, d.rule
+            if level == "None" or stage in d.omit_stages:
+                mode, kind = 0, "n"
+            elif stage == "RequestReceived":  # no bodies at this stage: any level can be judged
+                mode, kind = 1, "w"
+            elif LEVEL_RANK[level] > LEVEL_RANK[recorded]:
+                mode, kind = 2, "u:" + recorded
+            else:
+                mode, kind = 3, "w"
+            rr = None
+            if infer_rr and level != "None" and "RequestReceived" not in d.omit_stages:
+                rr = ("i", rule, "RequestReceived", level, resource, user)
+            plan.append((tally, (kind, rule, stage, level, resource, user), mode, level, d.omit_managed_fields, rr, rule))
+        return tuple(plan)
+
+    def skip(self, line: Line, why: str) -> None:
+        self.skipped += 1
+        if len(self.first_skips) < 5:
+            self.first_skips.append(f"{line.source}:{line.number}: {why}")
+
+    def add_line(self, line: Line) -> None:
+        self.add_lines((line,))
+
+    def add_lines(self, lines: Iterable[Line]) -> None:
+        """The hot loop: one json.loads per line, then memoised plans and counter updates."""
+        loads, plans, pending, recorded_counts = json.loads, self.plans, self.pending, self.recorded
+        diffs, names = self.diffs, self.names
+        for line in lines:
+            data = line.data
+            try:
+                ev = loads(data)
+            except ValueError as e:
+                self.skip(line, f"not JSON ({e})")
+                continue
+            if not isinstance(ev, dict) or ev.get("kind") != "Event" or "stage" not in ev or ev.get("level") not in LEVEL_RANK:
+                self.skip(line, "not an audit Event (kind, a known level and stage are required)")
+                continue
+            recorded, stage = ev["level"], ev["stage"]
+            self.events += 1
+            self.bytes += len(data) + (0 if data.endswith(b"\n") else 1) - (1 if data.endswith(b"\r\n") else 0)
+            rkey = (recorded, stage)
+            recorded_counts[rkey] = recorded_counts.get(rkey, 0) + 1
+            ts = ev.get("stageTimestamp") or ev.get("timestamp")
+            if ts.__class__ is str:
+                if self.first is None or ts < self.first:
+                    self.first = ts
+                if self.last is None or ts > self.last:
+                    self.last = ts
+            # was this request's RequestReceived recorded? (it is written before any later stage)
+            infer_rr = False
+            if stage == "RequestReceived":
+                audit_id = ev.get("auditID")
+                if audit_id and len(pending) < PENDING_LIMIT:
+                    pending.add(audit_id)
+            elif stage == "ResponseComplete" or stage == "Panic":
+                audit_id = ev.get("auditID")
+                if audit_id in pending:
+                    pending.discard(audit_id)
+                else:
+                    infer_rr = True
+            # the plan depends only on these fields (the request's attributes, stage and level)
+            user = ev.get("user") or _EMPTY
+            groups = user.get("groups")
+            ref = ev.get("objectRef")
+            if ref is not None:
+                pkey = (user.get("username"), tuple(groups) if groups else None, ev.get("verb"), stage, recorded,
+                        infer_rr, ref.get("apiGroup"), ref.get("resource"), ref.get("subresource"),
+                        ref.get("namespace"), ref.get("name") if names else None)
+            else:
+                pkey = (user.get("username"), tuple(groups) if groups else None, ev.get("verb"), stage, recorded,
+                        infer_rr, ev.get("requestURI", "").partition("?")[0])
+            plan = plans.get(pkey)
+            if plan is None:
+                if len(plans) >= MEMO_LIMIT:
+                    plans.clear()  # keeps memory flat whatever the input size
+                req = request_from_event(ev)
+                if not names and req.name:
+                    req = req._replace(name="")  # no policy looks at names: one plan for every object
+                plan = plans[pkey] = self._plan(req, stage, recorded, infer_rr)
+            sizes = EventSizes(ev, data)
+            out = []
+            for tally, key, mode, level, omf, rr, rule in plan:
+                if mode == 3:
+                    nbytes = sizes.size(level, omf)
+                    low = nbytes
+                elif mode == 0:
+                    nbytes = low = -1  # not written
+                elif mode == 1:
+                    nbytes = low = sizes.size(recorded) + len(level) - len(recorded)
+                else:
+                    low = sizes.size(recorded, omf) + len(level) - len(recorded)
+                    nbytes = None  # written, bytes unknown
+                cells = tally.cells
+                cell = cells.get(key)
+                if cell is None:
+                    tally.add(key, max(low, 0))
+                else:
+                    cell[0] += 1
+                    cell[1] += max(low, 0)
+                if rr is not None:
+                    nrr = sizes.request_received_size(level)
+                    cell = cells.get(rr)
+                    if cell is None:
+                        tally.add(rr, nrr)
+                    else:
+                        cell[0] += 1
+                        cell[1] += nrr
+                if diffs:
+                    out.append((nbytes, rule))
+            if diffs:
+                base, base_rule = out[0]
+                for diff, (other, other_rule) in zip(diffs, out[1:]):
+                    if base is None or other is None:
+                        diff["unjudged"] += 1
+                    elif base >= 0 and other < 0:
+                        diff["dropped"][0] += 1
+                        diff["dropped"][1] += base
+                        _add(diff["by_rule"], (base_rule, other_rule), 1, base)
+                    elif base >= 0 and other < base:
+                        diff["reduced"][0] += 1
+                        diff["reduced"][1] += base - other
+                    elif other > base:
+                        diff["added"][0] += 1
+                        diff["added"][1] += other - max(base, 0)
+
+    # ------------------------------------------------------------ the report
+
+    def seconds(self) -> Optional[float]:
+        if not self.first or not self.last:
+            return None
+        try:
+            a, b = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (self.first, self.last))
+        except ValueError:
+            return None
+        span = (b - a).total_seconds()
+        return span if span > 0 else None
+
+    def report(self, sources: list[str]) -> dict:
+        seconds = self.seconds()
+        per_day = (lambda n: round(n * 86400 / seconds)) if seconds else (lambda n: None)
+        doc = {
+            "kind": "PolicySimulation",
+            "version": 1,
+            "input": {
+                "sources": sources, "events": self.events, "bytes": self.bytes, "skipped_lines": self.skipped,
+                "skipped_examples": self.first_skips, "first": self.first, "last": self.last, "seconds": seconds,
+                "bytes_per_day": per_day(self.bytes),
+                "levels": {k: v[0] for k, v in _ordered(self._recorded(0), LEVEL_RANK)},
+                "stages": {k: v[0] for k, v in sorted(self._recorded(1).items())},
+            },
+            "policies": [self._policy(t, per_day) for t in self.tallies],
+            "diffs": [self._diff(i, d) for i, d in enumerate(self.diffs, 1)],
+        }
+        return doc
+
+    def _recorded(self, field: int) -> dict:
+        out: dict = {}
+        for key, n in self.recorded.items():
+            _add(out, key[field], n, 0)
+        return out
+
+    def _policy(self, t: PolicyTally, per_day) -> dict:
+        stages, levels = t.view((2,)), t.view((3,))
+        events = sum(v[0] for v in stages.values())
+        nbytes = sum(v[1] for v in stages.values())
+        matched = t.view((1,), ("w", "n", "u"))
+        for (kind, rule, *_), (n, _b) in t.cells.items():
+            if kind.startswith("u:"):
+                _add(matched, rule, n, 0)
+        written, unjudged = t.view((1,)), t.view((1,), ("u",))
+        inferred = t.view((0,), ("i",)).get("i", [0, 0])
+        rules = []
+        for rule in [*t.policy.rules, None]:
+            index = None if rule is None else rule.index
+            rules.append({
+                "index": index, "level": "None" if rule is None else rule.level,
+                "description": "no rule matched: not logged" if rule is None else rule.description,
+                "matched": matched.get(index, [0])[0], "written": written.get(index, [0, 0])[0],
+                "bytes": written.get(index, [0, 0])[1], "unjudged": unjudged.get(index, [0])[0],
+            })
+        unj_levels = {}
+        for (kind, _r, _s, level, *_), (n, b) in t.cells.items():
+            if kind.startswith("u:"):
+                _add(unj_levels, f"{kind[2:]}->{level}", n, b)
+        return {
+            "name": t.policy.name, "source": t.source,
+            "written": {"events": events, "bytes": nbytes}, "bytes_per_day": per_day(nbytes),
+            "stages": {k: _cell(v) for k, v in sorted(stages.items())},
+            "levels": {k: _cell(v) for k, v in _ordered(levels, LEVEL_RANK)},
+            "rules": rules,
+            "top_resources": _top(t.view((4,)), "resource"),
+            "top_users": _top(t.view((5,)), "user"),
+            "unjudged": {"events": sum(v[0] for v in unj_levels.values()),
+                         "bytes_at_least": sum(v[1] for v in unj_levels.values()),
+                         "levels": {k: _cell(v) for k, v in sorted(unj_levels.items())}},
+            "inferred_request_received": _cell(inferred),
+        }
+
+    def _diff(self, i: int, d: dict) -> dict:
+        a, b = self.tallies[0], self.tallies[i]
+        by_rule = sorted(d["by_rule"].items(), key=lambda kv: -kv[1][1])
+        return {
+            "from": a.policy.name, "to": b.policy.name,
+            "dropped": _cell(d["dropped"]), "reduced": _cell(d["reduced"]), "added": _cell(d["added"]),
+            "not_compared_unjudged": d["unjudged"],
+            "dropped_by_rule": [{"from_rule": k[0], "to_rule": k[1], "events": v[0], "bytes": v[1]} for k, v in by_rule],
+        }
+
+
+def _cell(v) -> dict:
+    return {"events": v[0], "bytes": v[1]}
+
+
+def _ordered(table: dict, rank: dict):
+    return sorted(table.items(), key=lambda kv: rank.get(kv[0], 99))
+
+
+def _top(table: dict, name: str) -> list[dict]:
+    best = sorted(table.items(), key=lambda kv: (-kv[1][1], -kv[1][0], kv[0]))[:TOP]
+    return [{name: k, "events": v[0], "bytes": v[1]} for k, v in best]
