@@ -156,8 +156,10 @@ def _described(rule: Rule) -> Rule:
     if rule.namespaces:
         parts.append(f"ns={_short(rule.namespaces, 2)}")
     if rule.resources:
-        res = [r for gr in rule.resources for r in (gr.resources or (f"{gr.group or 'core'}/*",))]
         groups = {gr.group for gr in rule.resources}
+        qualify = len(groups) > 1  # say which group when the rule names several
+        res = [f"{gr.group}/{r}" if qualify and gr.group and gr.resources else r
+               for gr in rule.resources for r in (gr.resources or (f"{gr.group or 'core'}/*",))]
         parts.append(f"{len(groups)} groups" if len(groups) > 3 and not any(gr.resources for gr in rule.resources)
                      else f"res={_short(res)}")
     if rule.urls:
