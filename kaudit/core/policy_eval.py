@@ -35,6 +35,7 @@ from urllib.parse import unquote
 from kaudit.core.policy import LEVELS, STAGES, PolicyError, check_policy
 
 LEVEL_RANK = {name: i for i, name in enumerate(LEVELS)}  # None < Metadata < Request < RequestResponse
+HTTP_VERBS = frozenset(("get", "post", "put", "patch", "delete", "head", "options"))
 
 
 @dataclass(frozen=True)
@@ -268,7 +269,8 @@ class Selector:
 
     ``resource_request`` None means either kind; it is implied True by any of
     group/resource/subresource/namespace/name, and False by path. ``subresource``
-    "" means no subresource, None any. ``groups`` are the user's groups (any of them).
+    defaults to "" (the resource itself, as a detection about "secrets" means);
+    None means any subresource. ``groups`` are the user's groups (any of them).
     """
 
     user: Field = None
@@ -276,7 +278,7 @@ class Selector:
     verb: Field = None
     group: Field = None
     resource: Field = None
-    subresource: Field = None
+    subresource: Field = ""
     namespace: Field = None
     name: Field = None
     path: Field = None
@@ -316,6 +318,8 @@ def _rule_fits(rule: Rule, s: dict) -> tuple[bool, bool]:
     if not possible:
         return False, False
     kind = s["resource_request"]
+    if kind is False and rule.verbs is not None and rule.verbs.isdisjoint(HTTP_VERBS):
+        return False, False  # a non-resource request's verb is its lower-cased HTTP method
     if rule.namespaces is not None or rule.resources:
         if kind is False:
             return False, False
@@ -359,7 +363,7 @@ def _candidates(rule: Rule, field: str) -> tuple[str, ...]:
 def _concrete(selector: Selector) -> Iterable[dict]:
     kind = selector.resource_request
     if kind is None:
-        if any(getattr(selector, f) is not None for f in ("group", "resource", "subresource", "namespace", "name")):
+        if any(getattr(selector, f) is not None for f in ("group", "resource", "namespace", "name")) or selector.subresource:
             kind = True
         elif selector.path is not None:
             kind = False
