@@ -18,7 +18,8 @@ facts that decide a match, as that file states them:
 
 The attributes come from the recorded event: the apiserver evaluates the policy
 with the authenticated user (before impersonation), the verb it records, and
-objectRef exactly when the request is a resource request.
+objectRef exactly when the request is a resource request; the name of a create
+is empty then (the URL names the collection), although the event shows it.
 
 Besides evaluating one request, ``possible_rules``/``max_level_for``/
 ``can_ever_log`` answer "can this policy ever log requests like these?" for a
@@ -180,8 +181,12 @@ def request_from_event(event: dict) -> Request:
     ref = event.get("objectRef")
     verb = event.get("verb") or ""
     if ref is not None:
+        sub = ref.get("subresource") or ""
+        # A create is POSTed to the collection: the name the policy sees is empty; the
+        # event's objectRef.name was filled in from the object afterwards (request.go).
+        name = "" if verb == "create" and not sub else ref.get("name") or ""
         return Request(username, groups, verb, True, ref.get("apiGroup") or "", ref.get("resource") or "",
-                       ref.get("subresource") or "", ref.get("namespace") or "", ref.get("name") or "")
+                       sub, ref.get("namespace") or "", name)
     uri = event.get("requestURI") or ""
     return Request(username, groups, verb, False, path=unquote(uri.split("?", 1)[0]))
 
