@@ -37,7 +37,9 @@ def test_json_output_with_profiles_and_a_policy_file(cli, tmp_path):
     assert meta["levels"].keys() == {"Metadata"} and meta["unjudged"]["events"] == 0
     assert meta["written"]["bytes"] < gce["written"]["bytes"] and modern["written"]["bytes"] < gce["written"]["bytes"]
     assert [(d["from"], d["to"]) for d in doc["diffs"]] == [("gce", "gce-modern"), ("gce", "metadata-only")]
-    assert doc["diffs"][1]["reduced"]["events"] > 0 and doc["diffs"][1]["dropped"]["events"] == 0
+    kept = doc["diffs"][1]["kept_by_both"]
+    assert doc["diffs"][1]["dropped"]["events"] == 0 and kept["events"] == doc["input"]["events"]
+    assert kept["bytes_from"] == gce["written"]["bytes"] and kept["bytes_to"] == meta["written"]["bytes"]
     for p in doc["policies"]:
         assert len(p["rules"]) == {"gce": 17, "gce-modern": 17, "metadata-only": 1}[p["name"]] + 1
         assert p["top_resources"][0]["bytes"] >= p["top_resources"][-1]["bytes"]

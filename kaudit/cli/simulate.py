@@ -172,9 +172,12 @@ def render_tables(doc: dict, stream: TextIO) -> None:
     for d in doc["diffs"]:
         a = next(p for p in pols if p["name"] == d["from"])
         b = next(p for p in pols if p["name"] == d["to"])
+        both = d["kept_by_both"]
         console.print(f"[bold]{escape(d['to'])} vs {escape(d['from'])}[/bold]: drops {_cell(d['dropped'])} that "
-                      f"{escape(d['from'])} kept; writes {_cell(d['reduced'])} less for events both keep"
-                      + (f"; writes {_cell(d['added'])} more" if d["added"]["events"] else "")
+                      f"{escape(d['from'])} kept"
+                      + (f"; adds {_cell(d['added'])}" if d["added"]["events"] else "")
+                      + (f"; the {both['events']:,} events both keep take {_size(both['bytes_to'])} instead of "
+                         f"{_size(both['bytes_from'])}" if both["events"] else "")
                       + (f"; {d['not_compared_unjudged']:,} events unjudged under one of them" if d["not_compared_unjudged"] else ""))
         if d["dropped_by_rule"]:
             t = Table(header_style="bold")

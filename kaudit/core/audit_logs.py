@@ -13,7 +13,7 @@ import gzip
 import io
 import re
 from pathlib import Path
-from typing import BinaryIO, Iterator, NamedTuple
+from typing import BinaryIO, Iterator, Tuple
 
 from kaudit.errors import KauditError
 
@@ -21,13 +21,11 @@ from kaudit.errors import KauditError
 # audit.log.1, audit.log.2.gz, events.jsonl, ...
 LOG_NAME = re.compile(r".*\.(log|jsonl|json)(\.\d+)?(\.gz)?$")
 _GZIP_MAGIC = b"\x1f\x8b"
-_BLANK = (b"", b"\n", b"\r", b" ", b"\t")
+_SPACE = frozenset(b" \t\r\n")
 
 
-class Line(NamedTuple):
-    source: str
-    number: int
-    data: bytes
+# (source, line number, bytes): a plain tuple, made once per line of input
+Line = Tuple[str, int, bytes]
 
 
 def log_files(path: str) -> list[str]:
@@ -75,8 +73,8 @@ def read_lines(paths: list[str], stdin: BinaryIO | None = None) -> Iterator[Line
             number = 0
             try:
                 for number, data in enumerate(f, 1):
-                    if data[:1] not in _BLANK or data.strip():  # strip() copies: only for lines that may be blank
-                        yield Line(source, number, data)
+                    if data[0] not in _SPACE or data.strip():  # strip() copies: only for lines that may be blank
+                        yield (source, number, data)
             except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
                 raise KauditError(f"{source}: cannot read past line {number}: {e}",
                                   "a truncated .gz can be read with: zcat FILE | kaudit policy simulate --log -") from None

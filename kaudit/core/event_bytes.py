@@ -29,6 +29,8 @@ _GO_PREFIX = b'{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"'
 _REQ_KEY = b',"requestObject":'
 _RESP_KEY = b',"responseObject":'
 _RRT_KEY = b',"requestReceivedTimestamp":'
+_REQ_NAME = b'"requestObject":'
+_RESP_NAME = b'"responseObject":'
 _STATUS_KEY = b',"responseStatus":'
 _ANN_KEY = b',"annotations":'
 
@@ -149,7 +151,7 @@ class EventSizes:
     by every policy simulated (only three outcomes per body: dropped, kept, kept
     without managedFields)."""
 
-    __slots__ = ("event", "line", "recorded", "_base", "_req", "_resp", "_req_mf", "_resp_mf", "_rr", "_go", "_end")
+    __slots__ = ("event", "line", "recorded", "_base", "_req", "_resp", "_req_mf", "_resp_mf", "_rr", "_go", "_end", "_total")
 
     def __init__(self, event: dict, line: bytes):
         self.event = event
@@ -159,13 +161,14 @@ class EventSizes:
         self._req = self._resp = self._req_mf = self._resp_mf = self._rr = None
         self._go = False  # the line is the apiserver's own output
         self._end = -1  # where ,"requestReceivedTimestamp": starts in it
+        self._total = 0  # the line's length as written (set with _go)
 
     def _measure(self) -> None:
         ev, line = self.event, self.line
         req, resp = ev.get("requestObject"), ev.get("responseObject")
-        if _is_go_line(line) and (req is None or line.count(_REQ_KEY) == 1) and (resp is None or line.count(_RESP_KEY) == 1):
+        if _is_go_line(line) and (req is None or line.count(_REQ_NAME) == 1) and (resp is None or line.count(_RESP_NAME) == 1):
             # the apiserver's own line: measure the body spans in it
-            total = _line_len(line)
+            total = self._total = _line_len(line)
             self._go = True
             if req is None and resp is None:
                 self._req = self._resp = 0
@@ -220,8 +223,8 @@ class EventSizes:
             self._measure()
         ev, line = self.event, self.line
         notes = ev.get("annotations")
-        if not self._go or (notes and any(k.startswith("authentication.k8s.io/") for k in notes)):
-            return None
+        if not self._go or (notes and b'"authentication.k8s.io/' in line):
+            return None  # authentication annotations stay in RequestReceived: encode it instead
         n = self._base  # without the bodies
         end = self._end if self._end >= 0 else line.rfind(_RRT_KEY)
         if "responseStatus" in ev:
@@ -234,5 +237,5 @@ class EventSizes:
             start = line.rfind(_ANN_KEY)
             if start < end:
                 return None
-            n -= _line_len(line) - 2 - start  # up to the event's closing brace
+            n -= self._total - 2 - start  # up to the event's closing brace
         return n + len("RequestReceived") - len(ev.get("stage", "")) - len(self.recorded)

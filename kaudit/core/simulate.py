@@ -54,16 +54,16 @@ class PolicyTally:
         self.source = source
         self.cells: dict = {}
 
-    def add(self, key: tuple, nbytes: int) -> None:
+    def add(self, key: tuple, events: int, nbytes: int) -> None:
         cell = self.cells.get(key)
         if cell is None:
             if len(self.cells) >= KEY_LIMIT:
                 key = (*key[:4], "(other)", "(other)")
                 cell = self.cells.get(key)
             if cell is None:
-                self.cells[key] = [1, nbytes]
+                self.cells[key] = [events, nbytes]
                 return
-        cell[0] += 1
+        cell[0] += events
         cell[1] += nbytes
 
     def view(self, fields: tuple[int, ...], kinds: tuple[str, ...] = ("w", "i")) -> dict:
@@ -74,8 +74,26 @@ class PolicyTally:
         return out
 
 
+class Plan:
+    """What every policy does with one shape of event (same request attributes, stage and
+    recorded level), and the sums of the sizes the events of that shape need. Sizes add up,
+    so the per-policy counters are filled from these sums only when the plan is flushed."""
+
+    __slots__ = ("entries", "variants", "infer_rr", "count", "sums", "rr_sum")
+
+    def __init__(self, entries: tuple, variants: tuple, infer_rr: bool):
+        # entries, per policy: (tally, key, variant index or -1 (not written), bytes to add per
+        # event, kind, key of the inferred RequestReceived or None, its level, rule)
+        self.entries = entries
+        self.variants = variants  # the (level, omit managedFields) sizes to measure per event
+        self.infer_rr = infer_rr
+        self.count = 0
+        self.sums = [0] * len(variants)
+        self.rr_sum = 0
+
+
 class Simulation:
-    """Feed recorded lines with add_line(); report() gives the result document."""
+    """Feed recorded lines with add_lines(); report() gives the result document."""
 
     def __init__(self, policies: list[tuple[Policy, str]]):
         self.tallies = [PolicyTally(p, src) for p, src in policies]
@@ -89,58 +107,88 @@ class Simulation:
         self.recorded: dict = {}  # (level, stage) -> events
         self.first: Optional[str] = None
         self.last: Optional[str] = None
-        self.diffs = [{"dropped": [0, 0], "reduced": [0, 0], "added": [0, 0], "unjudged": 0, "by_rule": {}}
+        self.diffs = [{"dropped": [0, 0], "added": [0, 0], "both": [0, 0, 0], "unjudged": 0, "by_rule": {}}
                       for _ in self.tallies[1:]]
 
-    def _plan(self, req: Request, stage: str, recorded: str, infer_rr: bool) -> tuple:
-        """What each policy does with events like this one: (cells, key, mode, level,
-        omit managedFields, key of the inferred RequestReceived or None, rule) per policy.
-        mode 0: not written, 1: RequestReceived, 2: unjudged, 3: written."""
-        key = req
-        if key.resource_request:
-            res = f"{key.resource}/{key.subresource}" if key.subresource else key.resource
-            resource = f"{key.group or 'core'}/{res}"
+    def _plan(self, req: Request, stage: str, recorded: str, infer_rr: bool) -> Plan:
+        if req.resource_request:
+            res = f"{req.resource}/{req.subresource}" if req.subresource else req.resource
+            resource = f"{req.group or 'core'}/{res}"
         else:
-            resource = key.path or "(non-resource)"
-        user = key.user or "(unauthenticated)"
-        plan = []
+            resource = req.path or "(non-resource)"
+        user = req.user or "(unauthenticated)"
+        variants: list = []
+        entries = []
         for tally in self.tallies:
-            d = evaluate(tally.policy, key)
+            d = evaluate(tally.policy, req)
             level, rule = d.level, d.rule
+            delta = len(level) - len(recorded)
             if level == "None" or stage in d.omit_stages:
-                mode, kind = 0, "n"
+                kind, variant, delta = "n", None, 0
             elif stage == "RequestReceived":  # no bodies at this stage: any level can be judged
-                mode, kind = 1, "w"
-            elif LEVEL_RANK[level] > LEVEL_RANK[recorded]:
-                mode, kind = 2, "u:" + recorded
+                kind, variant = "w", (recorded, False)
+            elif LEVEL_RANK[level] > LEVEL_RANK[recorded]:  # bodies never recorded: a lower bound
+                kind, variant = "u:" + recorded, (recorded, d.omit_managed_fields)
             else:
-                mode, kind = 3, "w"
+                kind, variant, delta = "w", (level, d.omit_managed_fields), 0
+            if variant is not None and variant not in variants:
+                variants.append(variant)
             rr = None
             if infer_rr and level != "None" and "RequestReceived" not in d.omit_stages:
                 rr = ("i", rule, "RequestReceived", level, resource, user)
-            plan.append((tally, (kind, rule, stage, level, resource, user), mode, level, d.omit_managed_fields, rr, rule))
-        return tuple(plan)
+            entries.append((tally, (kind, rule, stage, level, resource, user),
+                            -1 if variant is None else variants.index(variant), delta, kind, rr, level, rule))
+        return Plan(tuple(entries), tuple(variants), any(e[5] is not None for e in entries))
+
+    def _flush(self) -> None:
+        """Move the plans' sums into the per-policy counters and the comparisons."""
+        for plan in self.plans.values():
+            n = plan.count
+            if not n:
+                continue
+            sizes = []
+            for tally, key, vi, delta, kind, rr, level, _rule in plan.entries:
+                nbytes = plan.sums[vi] + n * delta if vi >= 0 else 0
+                sizes.append(nbytes)
+                tally.add(key, n, nbytes)
+                if rr is not None:
+                    tally.add(rr, n, plan.rr_sum + n * len(level))
+            base = plan.entries[0]
+            for diff, other, nbytes in zip(self.diffs, plan.entries[1:], sizes[1:]):
+                a_kind, b_kind = base[4], other[4]
+                if a_kind.startswith("u") or b_kind.startswith("u"):
+                    diff["unjudged"] += n
+                elif a_kind == "w" and b_kind == "n":
+                    diff["dropped"][0] += n
+                    diff["dropped"][1] += sizes[0]
+                    _add(diff["by_rule"], (base[7], other[7]), n, sizes[0])
+                elif a_kind == "n" and b_kind == "w":
+                    diff["added"][0] += n
+                    diff["added"][1] += nbytes
+                elif a_kind == "w":
+                    both = diff["both"]
+                    both[0] += n
+                    both[1] += sizes[0]
+                    both[2] += nbytes
+            plan.count = plan.rr_sum = 0
+            plan.sums = [0] * len(plan.variants)
 
     def skip(self, line: Line, why: str) -> None:
         self.skipped += 1
         if len(self.first_skips) < 5:
-            self.first_skips.append(f"{line.source}:{line.number}: {why}")
-
-    def add_line(self, line: Line) -> None:
-        self.add_lines((line,))
+            self.first_skips.append(f"{line[0]}:{line[1]}: {why}")
 
     def add_lines(self, lines: Iterable[Line]) -> None:
-        """The hot loop: one json.loads per line, then memoised plans and counter updates."""
-        loads, plans, pending, recorded_counts = json.loads, self.plans, self.pending, self.recorded
-        diffs, names = self.diffs, self.names
+        """The hot loop: one json.loads per line, a memoised plan, and the sizes it needs."""
+        plans, pending, recorded_counts, names, loads = self.plans, self.pending, self.recorded, self.names, json.loads
         for line in lines:
-            data = line.data
+            data = line[2]
             try:
                 ev = loads(data)
             except ValueError as e:
                 self.skip(line, f"not JSON ({e})")
                 continue
-            if not isinstance(ev, dict) or ev.get("kind") != "Event" or "stage" not in ev or ev.get("level") not in LEVEL_RANK:
+            if ev.__class__ is not dict or ev.get("kind") != "Event" or "stage" not in ev or ev.get("level") not in LEVEL_RANK:
                 self.skip(line, "not an audit Event (kind, a known level and stage are required)")
                 continue
             recorded, stage = ev["level"], ev["stage"]
@@ -180,56 +228,24 @@ class Simulation:
             plan = plans.get(pkey)
             if plan is None:
                 if len(plans) >= MEMO_LIMIT:
+                    self._flush()
                     plans.clear()  # keeps memory flat whatever the input size
                 req = request_from_event(ev)
                 if not names and req.name:
                     req = req._replace(name="")  # no policy looks at names: one plan for every object
                 plan = plans[pkey] = self._plan(req, stage, recorded, infer_rr)
-            sizes = EventSizes(ev, data)
-            out = []
-            for tally, key, mode, level, omf, rr, rule in plan:
-                if mode == 3:
-                    nbytes = sizes.size(level, omf)
-                    low = nbytes
-                elif mode == 0:
-                    nbytes = low = -1  # not written
-                elif mode == 1:
-                    nbytes = low = sizes.size(recorded) + len(level) - len(recorded)
+            plan.count += 1
+            variants = plan.variants
+            if variants:
+                sizes = EventSizes(ev, data)
+                sums = plan.sums
+                if len(variants) == 1:
+                    sums[0] += sizes.size(*variants[0])
                 else:
-                    low = sizes.size(recorded, omf) + len(level) - len(recorded)
-                    nbytes = None  # written, bytes unknown
-                cells = tally.cells
-                cell = cells.get(key)
-                if cell is None:
-                    tally.add(key, max(low, 0))
-                else:
-                    cell[0] += 1
-                    cell[1] += max(low, 0)
-                if rr is not None:
-                    nrr = sizes.request_received_size(level)
-                    cell = cells.get(rr)
-                    if cell is None:
-                        tally.add(rr, nrr)
-                    else:
-                        cell[0] += 1
-                        cell[1] += nrr
-                if diffs:
-                    out.append((nbytes, rule))
-            if diffs:
-                base, base_rule = out[0]
-                for diff, (other, other_rule) in zip(diffs, out[1:]):
-                    if base is None or other is None:
-                        diff["unjudged"] += 1
-                    elif base >= 0 and other < 0:
-                        diff["dropped"][0] += 1
-                        diff["dropped"][1] += base
-                        _add(diff["by_rule"], (base_rule, other_rule), 1, base)
-                    elif base >= 0 and other < base:
-                        diff["reduced"][0] += 1
-                        diff["reduced"][1] += base - other
-                    elif other > base:
-                        diff["added"][0] += 1
-                        diff["added"][1] += other - max(base, 0)
+                    for i, (level, omf) in enumerate(variants):
+                        sums[i] += sizes.size(level, omf)
+                if plan.infer_rr:
+                    plan.rr_sum += sizes.request_received_size("")
 
     # ------------------------------------------------------------ the report
 
@@ -244,6 +260,7 @@ class Simulation:
         return span if span > 0 else None
 
     def report(self, sources: list[str]) -> dict:
+        self._flush()
         seconds = self.seconds()
         per_day = (lambda n: round(n * 86400 / seconds)) if seconds else (lambda n: None)
         doc = {
@@ -307,9 +324,11 @@ class Simulation:
     def _diff(self, i: int, d: dict) -> dict:
         a, b = self.tallies[0], self.tallies[i]
         by_rule = sorted(d["by_rule"].items(), key=lambda kv: -kv[1][1])
+        both = d["both"]
         return {
             "from": a.policy.name, "to": b.policy.name,
-            "dropped": _cell(d["dropped"]), "reduced": _cell(d["reduced"]), "added": _cell(d["added"]),
+            "dropped": _cell(d["dropped"]), "added": _cell(d["added"]),
+            "kept_by_both": {"events": both[0], "bytes_from": both[1], "bytes_to": both[2]},
             "not_compared_unjudged": d["unjudged"],
             "dropped_by_rule": [{"from_rule": k[0], "to_rule": k[1], "events": v[0], "bytes": v[1]} for k, v in by_rule],
         }

@@ -110,8 +110,10 @@ def render_html(doc: dict) -> str:
 
     for d in doc["diffs"]:
         out.append(f"<h2>{escape(d['to'])} compared with {escape(d['from'])}</h2>")
-        out.append(f"<p>Drops {events_bytes(d['dropped'])} that {escape(d['from'])} kept; writes {events_bytes(d['reduced'])} less for "
-                   f"events both keep; writes {events_bytes(d['added'])} more.</p>")
+        both = d["kept_by_both"]
+        out.append(f"<p>Drops {events_bytes(d['dropped'])} that {escape(d['from'])} kept; adds {events_bytes(d['added'])}; "
+                   f"the {both['events']:,} events both keep take {human_bytes(both['bytes_to'])} instead of "
+                   f"{human_bytes(both['bytes_from'])}.</p>")
         if d["dropped_by_rule"]:
             out.append(f"<table><tr><th>kept by {escape(d['from'])} rule</th><th>dropped by {escape(d['to'])} rule</th>"
                        "<th>events</th><th>bytes</th></tr>")
