@@ -150,8 +150,10 @@ def test_request_received_is_inferred_only_when_the_log_omitted_it():
     assert p["stages"]["RequestReceived"]["events"] == len(recorded_rr) + p["inferred_request_received"]["events"]
     # the gce-recorded log has none: one is inferred per finished request
     sim, doc = simulate([keep_all], V136)
-    finished = sum(1 for l in lines(V136) if b'"stage":"ResponseComplete"' in l)
-    assert doc["policies"][0]["inferred_request_received"]["events"] == finished
+    finished = [json.loads(l) for l in lines(V136) if b'"stage":"ResponseComplete"' in l]
+    inferred = doc["policies"][0]["inferred_request_received"]
+    assert inferred["events"] == len(finished)
+    assert inferred["bytes"] == sum(len(go_json({**request_received(e), "level": "Metadata"})) + 1 for e in finished)
 
 
 def test_events_recorded_below_the_level_asked_are_counted_apart():

@@ -25,7 +25,7 @@ from typing import Any, Optional
 LEVEL_RANK = {"None": 0, "Metadata": 1, "Request": 2, "RequestResponse": 3}
 _HTML = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 # What every event kube-apiserver's log backend writes starts with (Event struct order).
-_GO_PREFIX = b'{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"'
+GO_PREFIX = b'{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"'
 _REQ_KEY = b',"requestObject":'
 _RESP_KEY = b',"responseObject":'
 _RRT_KEY = b',"requestReceivedTimestamp":'
@@ -54,10 +54,10 @@ def go_len(value: Any) -> int:
     return n
 
 
-def _is_go_line(line: bytes) -> bool:
+def is_go_line(line: bytes) -> bool:
     """Whether a recorded line is kube-apiserver's own output, whose length is then exact.
     Go escapes <, > and & in every string, so a line holding one raw was edited by hand."""
-    return line.startswith(_GO_PREFIX) and b"&" not in line and b"<" not in line and b">" not in line
+    return line.startswith(GO_PREFIX) and b"&" not in line and b"<" not in line and b">" not in line
 
 
 def _line_len(line: bytes) -> int:
@@ -151,7 +151,7 @@ class EventSizes:
     by every policy simulated (only three outcomes per body: dropped, kept, kept
     without managedFields)."""
 
-    __slots__ = ("event", "line", "recorded", "_base", "_req", "_resp", "_req_mf", "_resp_mf", "_rr", "_go", "_end", "_total")
+    __slots__ = ("event", "line", "recorded", "_base", "_req", "_resp", "_req_mf", "_resp_mf", "_rr")
 
     def __init__(self, event: dict, line: bytes):
         self.event = event
@@ -159,22 +159,18 @@ class EventSizes:
         self.recorded = event.get("level", "")
         self._base: Optional[int] = None
         self._req = self._resp = self._req_mf = self._resp_mf = self._rr = None
-        self._go = False  # the line is the apiserver's own output
-        self._end = -1  # where ,"requestReceivedTimestamp": starts in it
-        self._total = 0  # the line's length as written (set with _go)
 
     def _measure(self) -> None:
         ev, line = self.event, self.line
         req, resp = ev.get("requestObject"), ev.get("responseObject")
-        if _is_go_line(line) and (req is None or line.count(_REQ_NAME) == 1) and (resp is None or line.count(_RESP_NAME) == 1):
+        if is_go_line(line) and (req is None or line.count(_REQ_NAME) == 1) and (resp is None or line.count(_RESP_NAME) == 1):
             # the apiserver's own line: measure the body spans in it
-            total = self._total = _line_len(line)
-            self._go = True
+            total = _line_len(line)
             if req is None and resp is None:
                 self._req = self._resp = 0
                 self._base = total
                 return
-            end = self._end = line.rfind(_RRT_KEY)
+            end = line.rfind(_RRT_KEY)
             rs = line.find(_RESP_KEY) if resp is not None else -1
             rq = line.find(_REQ_KEY) if req is not None else -1
             if end > 0 and (rq < 0 or rs < 0 or rq < rs) and max(rq, rs) < end:
@@ -182,7 +178,6 @@ class EventSizes:
                 self._resp = (end - rs) if rs > 0 else 0
                 self._base = total - self._req - self._resp
                 return
-            self._go = False
         # anything else (edited fixtures, pretty-printed, v1beta1): encode it as the apiserver would
         self._req = len(_REQ_KEY) + go_len(req) if req is not None else 0
         self._resp = len(_RESP_KEY) + go_len(resp) if resp is not None else 0
@@ -219,23 +214,22 @@ class EventSizes:
 
     def _rr_from_line(self) -> Optional[int]:
         """The inferred RequestReceived size measured on the apiserver's own line (minus the level)."""
-        if self._base is None:
-            self._measure()
-        ev, line = self.event, self.line
-        notes = ev.get("annotations")
-        if not self._go or (notes and b'"authentication.k8s.io/' in line):
-            return None  # authentication annotations stay in RequestReceived: encode it instead
-        n = self._base  # without the bodies
-        end = self._end if self._end >= 0 else line.rfind(_RRT_KEY)
-        if "responseStatus" in ev:
-            start = line.find(_STATUS_KEY)
-            stop = end - self._req - self._resp  # the bodies, when any, follow responseStatus
-            if start < 0 or stop <= start:
-                return None
-            n -= stop - start
-        if notes:
-            start = line.rfind(_ANN_KEY)
-            if start < end:
-                return None
-            n -= self._total - 2 - start  # up to the event's closing brace
-        return n + len("RequestReceived") - len(ev.get("stage", "")) - len(self.recorded)
+        if not is_go_line(self.line) or "responseStatus" not in self.event:
+            return None
+        return request_received_on_line(self.line, _line_len(self.line), self.event.get("stage", ""), self.recorded)
+
+
+def request_received_on_line(line: bytes, total: int, stage: str, recorded: str) -> Optional[int]:
+    """Size, minus the level's name, of the RequestReceived event inferred from a final event
+    the apiserver wrote (`total`: its length with one newline), or None when the line does
+    not tell. In the Event's field order, the RequestReceived event is the line's text
+    before responseStatus, then requestReceivedTimestamp (whose value stageTimestamp takes,
+    same length) up to the annotations, and the closing brace."""
+    start = line.find(_STATUS_KEY)
+    end = line.rfind(_RRT_KEY)
+    if start < 0 or end < start or b'"authentication.k8s.io/' in line:
+        return None  # authentication annotations stay in RequestReceived: encode it instead
+    notes = line.rfind(_ANN_KEY)
+    if notes < end:
+        notes = total - 2  # no annotations: up to the closing brace
+    return start + (notes - end) + 2 + len("RequestReceived") - len(stage) - len(recorded)

@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Iterable, Optional
 
 from kaudit.core.audit_logs import Line
-from kaudit.core.event_bytes import LEVEL_RANK, EventSizes
+from kaudit.core.event_bytes import GO_PREFIX, LEVEL_RANK, EventSizes, request_received_on_line
 from kaudit.core.policy_eval import Policy, Request, evaluate, request_from_event
 
 TOP = 10
@@ -79,17 +79,23 @@ class Plan:
     recorded level), and the sums of the sizes the events of that shape need. Sizes add up,
     so the per-policy counters are filled from these sums only when the plan is flushed."""
 
-    __slots__ = ("entries", "variants", "infer_rr", "count", "sums", "rr_sum")
+    __slots__ = ("entries", "variants", "deltas", "plain_ok", "infer_rr", "stage", "recorded", "count", "sums", "rr_sum",
+                 "plain_count", "plain_sum")
 
-    def __init__(self, entries: tuple, variants: tuple, infer_rr: bool):
+    def __init__(self, entries: tuple, variants: tuple, infer_rr: bool, stage: str, recorded: str):
         # entries, per policy: (tally, key, variant index or -1 (not written), bytes to add per
         # event, kind, key of the inferred RequestReceived or None, its level, rule)
         self.entries = entries
         self.variants = variants  # the (level, omit managedFields) sizes to measure per event
+        # an event without bodies on the apiserver's own line: its size at a level is its
+        # length plus the difference in the level's name (kept as plain_sum/plain_count)
+        self.deltas = tuple(len(level) - len(recorded) for level, _omf in variants)
+        # ... and so is an event with bodies when every size wanted is the one recorded
+        self.plain_ok = all(level == recorded and not omf for level, omf in variants)
         self.infer_rr = infer_rr
-        self.count = 0
+        self.stage, self.recorded = stage, recorded
+        self.count = self.rr_sum = self.plain_count = self.plain_sum = 0
         self.sums = [0] * len(variants)
-        self.rr_sum = 0
 
 
 class Simulation:
@@ -104,7 +110,7 @@ class Simulation:
         self.bytes = 0
         self.skipped = 0
         self.first_skips: list[str] = []
-        self.recorded: dict = {}  # (level, stage) -> events
+        self.recorded: dict = {}  # (level, stage) -> [events, 0], filled by _flush
         self.first: Optional[str] = None
         self.last: Optional[str] = None
         self.diffs = [{"dropped": [0, 0], "added": [0, 0], "both": [0, 0, 0], "unjudged": 0, "by_rule": {}}
@@ -138,7 +144,7 @@ class Simulation:
                 rr = ("i", rule, "RequestReceived", level, resource, user)
             entries.append((tally, (kind, rule, stage, level, resource, user),
                             -1 if variant is None else variants.index(variant), delta, kind, rr, level, rule))
-        return Plan(tuple(entries), tuple(variants), any(e[5] is not None for e in entries))
+        return Plan(tuple(entries), tuple(variants), any(e[5] is not None for e in entries), stage, recorded)
 
     def _flush(self) -> None:
         """Move the plans' sums into the per-policy counters and the comparisons."""
@@ -146,9 +152,11 @@ class Simulation:
             n = plan.count
             if not n:
                 continue
+            _add(self.recorded, (plan.recorded, plan.stage), n, 0)
+            variant_bytes = [s + plan.plain_sum + plan.plain_count * d for s, d in zip(plan.sums, plan.deltas)]
             sizes = []
             for tally, key, vi, delta, kind, rr, level, _rule in plan.entries:
-                nbytes = plan.sums[vi] + n * delta if vi >= 0 else 0
+                nbytes = variant_bytes[vi] + n * delta if vi >= 0 else 0
                 sizes.append(nbytes)
                 tally.add(key, n, nbytes)
                 if rr is not None:
@@ -170,7 +178,7 @@ class Simulation:
                     both[0] += n
                     both[1] += sizes[0]
                     both[2] += nbytes
-            plan.count = plan.rr_sum = 0
+            plan.count = plan.rr_sum = plan.plain_count = plan.plain_sum = 0
             plan.sums = [0] * len(plan.variants)
 
     def skip(self, line: Line, why: str) -> None:
@@ -180,72 +188,88 @@ class Simulation:
 
     def add_lines(self, lines: Iterable[Line]) -> None:
         """The hot loop: one json.loads per line, a memoised plan, and the sizes it needs."""
-        plans, pending, recorded_counts, names, loads = self.plans, self.pending, self.recorded, self.names, json.loads
-        for line in lines:
-            data = line[2]
-            try:
-                ev = loads(data)
-            except ValueError as e:
-                self.skip(line, f"not JSON ({e})")
-                continue
-            if ev.__class__ is not dict or ev.get("kind") != "Event" or "stage" not in ev or ev.get("level") not in LEVEL_RANK:
-                self.skip(line, "not an audit Event (kind, a known level and stage are required)")
-                continue
-            recorded, stage = ev["level"], ev["stage"]
-            self.events += 1
-            self.bytes += len(data) + (0 if data.endswith(b"\n") else 1) - (1 if data.endswith(b"\r\n") else 0)
-            rkey = (recorded, stage)
-            recorded_counts[rkey] = recorded_counts.get(rkey, 0) + 1
-            ts = ev.get("stageTimestamp") or ev.get("timestamp")
-            if ts.__class__ is str:
-                if self.first is None or ts < self.first:
-                    self.first = ts
-                if self.last is None or ts > self.last:
-                    self.last = ts
-            # was this request's RequestReceived recorded? (it is written before any later stage)
-            infer_rr = False
-            if stage == "RequestReceived":
-                audit_id = ev.get("auditID")
-                if audit_id and len(pending) < PENDING_LIMIT:
-                    pending.add(audit_id)
-            elif stage == "ResponseComplete" or stage == "Panic":
-                audit_id = ev.get("auditID")
-                if audit_id in pending:
-                    pending.discard(audit_id)
+        plans, pending, names, loads = self.plans, self.pending, self.names, json.loads
+        events = total = 0
+        first, last = self.first, self.last
+        try:
+            for line in lines:
+                data = line[2]
+                try:
+                    ev = loads(data)
+                except ValueError as e:
+                    self.skip(line, f"not JSON ({e})")
+                    continue
+                if ev.__class__ is not dict or ev.get("kind") != "Event" or "stage" not in ev or ev.get("level") not in LEVEL_RANK:
+                    self.skip(line, "not an audit Event (kind, a known level and stage are required)")
+                    continue
+                recorded, stage = ev["level"], ev["stage"]
+                events += 1
+                n = len(data)  # as written: ending in one newline
+                if data[-1] == 10:
+                    if n > 1 and data[-2] == 13:
+                        n -= 1
                 else:
-                    infer_rr = True
-            # the plan depends only on these fields (the request's attributes, stage and level)
-            user = ev.get("user") or _EMPTY
-            groups = user.get("groups")
-            ref = ev.get("objectRef")
-            if ref is not None:
-                pkey = (user.get("username"), tuple(groups) if groups else None, ev.get("verb"), stage, recorded,
-                        infer_rr, ref.get("apiGroup"), ref.get("resource"), ref.get("subresource"),
-                        ref.get("namespace"), ref.get("name") if names else None)
-            else:
-                pkey = (user.get("username"), tuple(groups) if groups else None, ev.get("verb"), stage, recorded,
-                        infer_rr, ev.get("requestURI", "").partition("?")[0])
-            plan = plans.get(pkey)
-            if plan is None:
-                if len(plans) >= MEMO_LIMIT:
-                    self._flush()
-                    plans.clear()  # keeps memory flat whatever the input size
-                req = request_from_event(ev)
-                if not names and req.name:
-                    req = req._replace(name="")  # no policy looks at names: one plan for every object
-                plan = plans[pkey] = self._plan(req, stage, recorded, infer_rr)
-            plan.count += 1
-            variants = plan.variants
-            if variants:
-                sizes = EventSizes(ev, data)
-                sums = plan.sums
-                if len(variants) == 1:
-                    sums[0] += sizes.size(*variants[0])
+                    n += 1
+                total += n
+                ts = ev.get("stageTimestamp") or ev.get("timestamp")
+                if ts.__class__ is str:
+                    if first is None or ts < first:
+                        first = ts
+                    if last is None or ts > last:
+                        last = ts
+                # was this request's RequestReceived recorded? (it is written before any later stage)
+                infer_rr = False
+                if stage == "RequestReceived":
+                    audit_id = ev.get("auditID")
+                    if audit_id and len(pending) < PENDING_LIMIT:
+                        pending.add(audit_id)
+                elif stage == "ResponseComplete" or stage == "Panic":
+                    audit_id = ev.get("auditID")
+                    if audit_id in pending:
+                        pending.discard(audit_id)
+                    else:
+                        infer_rr = True
+                # the plan depends only on these fields (the request's attributes, stage and level)
+                user = ev.get("user") or _EMPTY
+                groups = user.get("groups")
+                ref = ev.get("objectRef")
+                if ref is not None:
+                    pkey = (user.get("username"), tuple(groups) if groups else None, ev.get("verb"), stage, recorded,
+                            infer_rr, ref.get("apiGroup"), ref.get("resource"), ref.get("subresource"),
+                            ref.get("namespace"), ref.get("name") if names else None)
                 else:
+                    pkey = (user.get("username"), tuple(groups) if groups else None, ev.get("verb"), stage, recorded,
+                            infer_rr, (ev.get("requestURI") or "").partition("?")[0])
+                plan = plans.get(pkey)
+                if plan is None:
+                    if len(plans) >= MEMO_LIMIT:
+                        self._flush()
+                        plans.clear()  # keeps memory flat whatever the input size
+                    req = request_from_event(ev)
+                    if not names and req.name:
+                        req = req._replace(name="")  # no policy looks at names: one plan for every object
+                    plan = plans[pkey] = self._plan(req, stage, recorded, infer_rr)
+                plan.count += 1
+                variants = plan.variants
+                if not variants:
+                    continue
+                go = data.startswith(GO_PREFIX) and b"&" not in data and b"<" not in data and b">" not in data
+                sizes = None
+                if go and (plan.plain_ok or ("requestObject" not in ev and "responseObject" not in ev)):
+                    plan.plain_count += 1
+                    plan.plain_sum += n
+                else:
+                    sizes = EventSizes(ev, data)
+                    sums = plan.sums
                     for i, (level, omf) in enumerate(variants):
                         sums[i] += sizes.size(level, omf)
                 if plan.infer_rr:
-                    plan.rr_sum += sizes.request_received_size("")
+                    rr = request_received_on_line(data, n, stage, recorded) if go and "responseStatus" in ev else None
+                    plan.rr_sum += rr if rr is not None else (sizes or EventSizes(ev, data)).request_received_size("")
+        finally:
+            self.events += events
+            self.bytes += total
+            self.first, self.last = first, last
 
     # ------------------------------------------------------------ the report
 
@@ -280,7 +304,7 @@ class Simulation:
 
     def _recorded(self, field: int) -> dict:
         out: dict = {}
-        for key, n in self.recorded.items():
+        for key, (n, _b) in self.recorded.items():
             _add(out, key[field], n, 0)
         return out
 
