@@ -94,11 +94,14 @@ def test_reads_a_directory_of_rotated_logs_gzip_and_stdin(cli, tmp_path, monkeyp
 
 def test_lines_that_are_not_events_are_skipped_with_a_warning(cli, tmp_path):
     log = tmp_path / "audit.log"
-    log.write_bytes(b"not json\n" + V136.read_bytes() + b'{"kind":"Status"}\n\n')
+    first = V136.read_bytes().splitlines(keepends=True)[0]
+    log.write_bytes(b"not json\n" + V136.read_bytes() + b'{"kind":"Status"}\n\n' + first.rstrip() + b" x\n  " + first)
     r = cli(["policy", "simulate", "--log", log, "-o", "json"])
     assert r.code == 0
-    assert json.loads(r.out)["input"]["skipped_lines"] == 2
-    assert f"warning: skipped 2 line(s) that are not audit events, first: {log}:1: not JSON" in r.err
+    doc = json.loads(r.out)
+    assert doc["input"]["skipped_lines"] == 3  # the event with trailing text; leading blanks are fine
+    assert doc["input"]["events"] == len(V136.read_bytes().splitlines()) + 1
+    assert f"warning: skipped 3 line(s) that are not audit events, first: {log}:1: not JSON" in r.err
 
 
 @pytest.mark.parametrize("argv,code,fragment", [

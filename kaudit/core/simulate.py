@@ -31,6 +31,7 @@ TOP = 10
 KEY_LIMIT = 200_000  # distinct (rule, stage, level, resource, user) kept per policy; then users/resources fold into "(other)"
 PENDING_LIMIT = 1_000_000
 _EMPTY: dict = {}
+_DECODER = json.JSONDecoder()
 MEMO_LIMIT = 100_000  # memoised plans (distinct request shapes)  # RequestReceived events waiting for their final stage
 
 
@@ -188,15 +189,21 @@ class Simulation:
 
     def add_lines(self, lines: Iterable[Line]) -> None:
         """The hot loop: one json.loads per line, a memoised plan, and the sizes it needs."""
-        plans, pending, names, loads = self.plans, self.pending, self.names, json.loads
+        plans, pending, names = self.plans, self.pending, self.names
+        raw_decode = _DECODER.raw_decode  # json.loads without its wrapper: the same parser
         events = total = 0
         first, last = self.first, self.last
         try:
             for line in lines:
                 data = line[2]
                 try:
-                    ev = loads(data)
-                except ValueError as e:
+                    text = data.decode()
+                    if text[0] in " \t":
+                        text = text.lstrip()
+                    ev, end = raw_decode(text)
+                    if end != len(text) and text[end:].strip():
+                        raise ValueError(f"extra data after the JSON value, at column {end + 1}")
+                except ValueError as e:  # UnicodeDecodeError too
                     self.skip(line, f"not JSON ({e})")
                     continue
                 if ev.__class__ is not dict or ev.get("kind") != "Event" or "stage" not in ev or ev.get("level") not in LEVEL_RANK:
