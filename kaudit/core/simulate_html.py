@@ -1,7 +1,7 @@
 """The `kaudit policy simulate --html` report: one self-contained page, no script, no network.
 
 Pure: the simulation document in, HTML text out. Each policy gets an inline SVG
-bar chart of the bytes it would write per rule, stacked by level colour, beside
+bar chart of the bytes it would write per rule, coloured by the rule's level, beside
 the same figures as tables; the page opens from a file on a machine with no
 network, and prints.
 """
