@@ -189,3 +189,21 @@ def test_the_observed_rate_gives_bytes_per_day():
     stamps = sorted(e["stageTimestamp"] for e in events)
     assert doc["input"]["first"] == stamps[0] and doc["input"]["last"] == stamps[-1]
     assert 0 < seconds and p["bytes_per_day"] == round(p["written"]["bytes"] * 86400 / seconds)
+
+
+def test_bounded_memo_and_counters_give_the_same_report(monkeypatch):
+    """Memory stays flat by flushing the memo of request shapes when it is full, and by
+    folding users/resources into "(other)" past a limit: neither may change the totals."""
+    import kaudit.core.simulate as sim_mod
+
+    policies = [profile("gce"), profile("gce-modern")]
+    _, unlimited = simulate(policies, V136, SIM / "audit2rbac-v1beta1.jsonl")
+    monkeypatch.setattr(sim_mod, "MEMO_LIMIT", 3)
+    _, flushed = simulate(policies, V136, SIM / "audit2rbac-v1beta1.jsonl")
+    assert flushed == unlimited
+    monkeypatch.setattr(sim_mod, "KEY_LIMIT", 5)
+    _, folded = simulate(policies, V136, SIM / "audit2rbac-v1beta1.jsonl")
+    for a, b in zip(unlimited["policies"], folded["policies"]):
+        assert (a["written"], a["stages"], a["levels"], a["rules"]) == (b["written"], b["stages"], b["levels"], b["rules"])
+        assert "(other)" in {t["user"] for t in b["top_users"]} | {t["resource"] for t in b["top_resources"]}
+    assert folded["diffs"] == unlimited["diffs"]
