@@ -242,27 +242,6 @@ def _resource_matches(rule: Rule, group: str, resource: str, sub: str, namespace
     return False
 
 
-class Evaluator:
-    """evaluate() with a bounded memo: real traffic repeats the same few hundred
-    attribute combinations, so the rules run once per combination."""
-
-    LIMIT = 200_000
-
-    def __init__(self, policy: Policy):
-        self.policy = policy
-        self._names = policy.uses_resource_names
-        self._memo: dict[Request, Decision] = {}
-
-    def __call__(self, req: Request) -> Decision:
-        key = req if self._names or not req.name else req._replace(name="")
-        hit = self._memo.get(key)
-        if hit is None:
-            if len(self._memo) >= self.LIMIT:
-                self._memo.clear()  # keeps memory flat whatever the input size
-            hit = self._memo[key] = evaluate(self.policy, key)
-        return hit
-
-
 # ---------------------------------------------------------------- partly known requests
 
 Field = Union[None, str, Iterable[str]]
