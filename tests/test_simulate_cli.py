@@ -154,3 +154,14 @@ def test_installed_command_runs_as_a_subprocess(tmp_path):
                        input=V136.read_bytes(), capture_output=True, cwd=REPO, timeout=120)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["policies"][0]["written"]["bytes"] == V136.stat().st_size
+
+
+def test_a_rule_that_can_never_match_is_warned_about(cli, tmp_path):
+    shadowed = tmp_path / "shadowed.yaml"
+    shadowed.write_text("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: Metadata\n"
+                        "  - level: RequestResponse\n    resources: [{group: ''}]\n")
+    r = cli(["policy", "simulate", "--log", V136, "--policy", shadowed, "-o", "json"])
+    assert r.code == 0
+    assert f"warning: {shadowed}:5:5: rules[1]: never matches: rules[0] above matches every request" in r.err
+    rules = json.loads(r.out)["policies"][0]["rules"]
+    assert rules[1]["matched"] == 0 and rules[0]["matched"] == json.loads(r.out)["input"]["events"]

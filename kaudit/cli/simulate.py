@@ -52,7 +52,10 @@ def simulate(
                              "give an audit log file, a directory of rotated logs, or - for stdin")
     if log.count("-") > 1:
         raise UsageError("--log - (stdin) given twice", "read stdin once")
-    policies = _load_policies(profile or [], policy or [])
+    warnings: list[str] = []
+    policies = _load_policies(profile or [], policy or [], warnings)
+    for w in warnings:
+        ui.warn(w)
 
     from kaudit.core.audit_logs import read_lines
     from kaudit.core.simulate import Simulation
@@ -84,7 +87,7 @@ def simulate(
     return ExitCode.OK
 
 
-def _load_policies(profiles: list[str], files: list[str]) -> list:
+def _load_policies(profiles: list[str], files: list[str], warnings: list[str]) -> list:
     from kaudit.core.policy import policy_text
     from kaudit.core.policy_eval import load_policy
 
@@ -106,7 +109,7 @@ def _load_policies(profiles: list[str], files: list[str]) -> list:
         while unique in names:
             unique, n = f"{name}#{n}", n + 1
         names.add(unique)
-        out.append((load_policy(text, path or f"<profile {name}>", unique), source))
+        out.append((load_policy(text, path or f"<profile {name}>", unique, warnings), source))
     return out
 
 

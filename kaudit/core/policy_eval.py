@@ -102,10 +102,13 @@ class Decision:
 # ---------------------------------------------------------------- loading
 
 
-def load_policy(text: str, source: str, name: Optional[str] = None) -> Policy:
+def load_policy(text: str, source: str, name: Optional[str] = None, warnings: Optional[list] = None) -> Policy:
     """Parse and compile a policy; one kube-apiserver would refuse raises the PolicyError
-    `kaudit policy validate` gives for it."""
-    problems, _warnings = check_policy(text, source)
+    `kaudit policy validate` gives for it. Its warnings (legal but suspicious) are appended
+    to `warnings` when given."""
+    problems, found = check_policy(text, source)
+    if warnings is not None:
+        warnings.extend(found)
     if problems:
         raise PolicyError(problems, f"`kaudit policy validate {source}` lists every problem; fix them and run again")
     from ruamel.yaml import YAML

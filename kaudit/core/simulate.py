@@ -28,11 +28,11 @@ from kaudit.core.event_bytes import GO_PREFIX, LEVEL_RANK, EventSizes, request_r
 from kaudit.core.policy_eval import Policy, Request, evaluate, request_from_event
 
 TOP = 10
-KEY_LIMIT = 200_000  # distinct (rule, stage, level, resource, user) kept per policy; then users/resources fold into "(other)"
-PENDING_LIMIT = 1_000_000
+KEY_LIMIT = 200_000  # distinct (rule, stage, level, resource, user) per policy; then users/resources fold into "(other)"
+MEMO_LIMIT = 100_000  # memoised plans (distinct request shapes); flushed into the counters when full
+PENDING_LIMIT = 1_000_000  # auditIDs of RequestReceived events waiting for their final stage
 _EMPTY: dict = {}
 _DECODER = json.JSONDecoder()
-MEMO_LIMIT = 100_000  # memoised plans (distinct request shapes)  # RequestReceived events waiting for their final stage
 
 
 def _add(table: dict, key, events: int, nbytes: int) -> None:
@@ -45,8 +45,8 @@ def _add(table: dict, key, events: int, nbytes: int) -> None:
 
 
 class PolicyTally:
-    """Counts for one policy, in one table keyed by (kind, rule, stage, level, resource, user):
-    one dict update per event, the per-stage/level/rule/resource/user views summed at the end.
+    """Counts for one policy, in one table keyed by (kind, rule, stage, level, resource, user),
+    filled from the plans' sums; the per-stage/level/rule/resource/user views are summed at the end.
     kind: "w" written, "i" inferred RequestReceived (also written), "u:<recorded level>"
     unjudged, "n" matched but not written."""
 
