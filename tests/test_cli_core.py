@@ -61,7 +61,7 @@ def test_format_round_trip():
 
 
 COMMANDS = [
-    ["up"], ["down"], ["diff-manifest"], ["patch-manifest"], ["policy"], ["policy", "validate"],
+    ["up"], ["down"], ["diff-manifest"], ["patch-manifest"], ["policy"], ["policy", "validate"], ["policy", "simulate"],
     ["render-promtail"], ["ship"], ["verify"], ["query"], ["destroy"], ["vm", "status"],
 ]
 

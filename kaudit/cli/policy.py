@@ -97,4 +97,7 @@ def validate(
 
 
 def register(app: typer.Typer) -> None:
+    from kaudit.cli import simulate
+
+    simulate.register(policy_app)
     app.add_typer(policy_app, name="policy")

@@ -203,8 +203,8 @@ class _Checker:
             self.fields(gr, GROUP_RESOURCE_FIELDS, gpath)
             group = gr.get("group", "")
             if not isinstance(group, str):
-                self.bad(gr, "group", f"{gpath}.group", "must be a string (\"\" is the core group)")
-            elif group and not (_DNS1123_SUBDOMAIN.fullmatch(group) and len(group) <= 253):
+                self.bad(gr, "group", f"{gpath}.group", "must be a string (\"\" is the core group, \"*\" every group)")
+            elif group and group != "*" and not (_DNS1123_SUBDOMAIN.fullmatch(group) and len(group) <= 253):
                 self.bad(gr, "group", f"{gpath}.group", f"{group!r} is not a valid API group name (lower-case DNS subdomain)")
             names = self.strings(gr, "resourceNames", f"{gpath}.resourceNames")
             res = self.strings(gr, "resources", f"{gpath}.resources")
