@@ -65,6 +65,7 @@ APPLIED_OBJECTS: tuple[tuple[str, str], ...] = (
     ("configmap", DASHBOARD_CONFIGMAP),
     ("configmap", SHIPPER_CODE_CONFIGMAP),
     ("daemonset", SHIPPER_NAME),
+    ("secret", "kaudit-loki-auth"),  # kaudit.core.loki_auth.SECRET_NAME: credentials for --loki-url
 )
 
 #: Loki's HTTP service: both stacks name it after the release ("loki") on port 3100

@@ -49,6 +49,10 @@ class UpOptions:
     loki_url: Optional[str] = None
     #: Loki tenant (X-Scope-OrgID) for the collector and verify
     loki_tenant: Optional[str] = None
+    #: credentials for the Loki at loki_url (kaudit.core.loki_auth.LokiCredentials)
+    loki_auth: Any = None
+    #: value of the cluster label; None: the Lima instance or kubeadm's clusterName
+    cluster_name: Optional[str] = None
     kubeconfig: Optional[Path] = None
     namespace: str = "kaudit"
     helm_timeout: str = "10m"

@@ -73,6 +73,9 @@ def rollout_watch(ctx: UpContext, namespace: str) -> RolloutWatch:
 
 
 def run(ctx: UpContext) -> Outcome:
+    external = option(ctx, "loki_url", None)
+    if external:
+        return Outcome.skipped(f"--loki-url: the collector ships to the Loki at {external}; no stack installed")
     stack = stack_name(ctx)
     namespace = str(option(ctx, "namespace", charts.NAMESPACE))
     timeout = parse_timeout(option(ctx, "helm_timeout", None))
