@@ -83,14 +83,14 @@ class LokiClient:
                 self.session.auth = (auth.username, str(auth.password or ""))
             if auth.token:
                 self.session.headers["Authorization"] = f"Bearer {auth.token}"
-            if auth.ca_file:
-                self.session.verify = str(auth.ca_file)
+        # per request: requests lets $REQUESTS_CA_BUNDLE override a session's verify setting
+        self._request_args: dict[str, Any] = {"verify": str(auth.ca_file)} if auth is not None and auth.ca_file else {}
 
     # -- transport -------------------------------------------------------------
     def _get(self, path: str, params: Optional[Iterable[tuple[str, Any]]] = None) -> requests.Response:
         full = f"{self.url}{path}"
         try:
-            resp = self.session.get(full, params=list(params or ()), timeout=self.timeout)
+            resp = self.session.get(full, params=list(params or ()), timeout=self.timeout, **self._request_args)
         except requests.exceptions.SSLError as e:
             raise LokiError(
                 f"Loki at {full}: TLS failed: {_ssl_reason(e)}",
