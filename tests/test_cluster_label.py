@@ -80,3 +80,10 @@ def test_query_selects_the_cluster_label(cli):
     assert plan.logql.startswith('{job="kubernetes-audit", cluster="prod-eu", verb="get"}')
     r = cli(["query", "--cluster", "prod-eu", "--resource", "secrets", "--logql"])
     assert r.code == 0 and r.out.startswith('{job="kubernetes-audit", cluster="prod-eu"}')
+
+
+def test_render_promtail_takes_the_cluster(cli):
+    r = cli(["render-promtail", "--format", "alloy", "--cluster", "prod-eu"])
+    assert r.code == 0 and alloy_pipeline(parse_alloy(r.out)).static["cluster"] == "prod-eu"
+    r = cli(["render-promtail", "--cluster", "a b"])
+    assert r.code == 2 and "not a cluster name" in r.err
