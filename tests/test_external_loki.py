@@ -16,6 +16,7 @@ import pytest
 
 from cluster_doubles import Cluster
 from doubles.loki import LokiDouble
+from loki_fixture import loki_factory  # noqa: F401  (fixture)
 from shipper_helpers import ShipperProc, append, base_args, make_events
 
 PASSWORD = "pa55-w0rd-nobody-may-see"
@@ -257,3 +258,29 @@ def test_credentials_without_loki_url_and_both_kinds_are_usage_errors(cli, tmp_p
     r = cli(["up", "--dry-run", "--loki-url", "https://l", "--loki-username", "kaudit", "--loki-password-file", secrets[0]])
     assert r.code == 2 and "exclude each other" in r.err
     assert TOKEN not in r.err and PASSWORD not in r.err
+
+
+def test_verify_inventory_checks_each_clusters_label(cli, tmp_path, monkeypatch, loki_factory):
+    """Two clusters in one file share a Loki; the collector of both labels its events cluster=lab,
+    so the cluster named `other` fails its probe and the run exits 4 naming it."""
+    from doubles.verify.cluster import Cluster as VerifyCluster, NodeTree, double_path
+
+    loki = loki_factory()
+    trees = [NodeTree(tmp_path / name).healthy() for name in ("lab", "other")]
+    monkeypatch.setenv("PATH", double_path())
+    cluster = VerifyCluster(tmp_path / "cluster.json").healthy(loki_url=loki.url)
+    monkeypatch.setenv("KAUDIT_VERIFY_CLUSTER", str(cluster.path))
+    monkeypatch.delenv("KAUDIT_LOKI_URL", raising=False)
+    inv = tmp_path / "clusters.yaml"
+    inv.write_text(
+        f"loki:\n  url: {loki.url}\nclusters:\n"
+        f"  - {{name: lab, hosts: [local], rootfs: {trees[0].root}}}\n"
+        f"  - {{name: other, hosts: [local], rootfs: {trees[1].root}}}\n"
+    )
+    r = cli(["verify", "-f", inv, "--timeout", "5s", "-o", "json"])
+    assert r.code == 4, r.err
+    doc = json.loads(r.out)
+    assert [(c["name"], c["ok"]) for c in doc["clusters"]] == [("lab", True), ("other", False)]
+    probe = {c["name"]: c for c in doc["clusters"][1]["report"]["checks"]}["probe"]
+    assert "cluster='lab', not 'other'" in probe["detail"]
+    assert "1 of 2 cluster(s) failed: other" in r.err
