@@ -284,3 +284,18 @@ def test_verify_inventory_checks_each_clusters_label(cli, tmp_path, monkeypatch,
     probe = {c["name"]: c for c in doc["clusters"][1]["report"]["checks"]}["probe"]
     assert "cluster='lab', not 'other'" in probe["detail"]
     assert "1 of 2 cluster(s) failed: other" in r.err
+
+
+def test_a_verbose_dry_run_shows_the_plan_but_no_credential(cli, tmp_path, monkeypatch, secrets):
+    cluster = Cluster.make(tmp_path / "cluster")
+    for k, v in cluster.env.items():
+        monkeypatch.setenv(k, v)
+    (tmp_path / "node").mkdir()
+    for collector in ("promtail", "shipper"):
+        r = cli(["-v", "up", "--host", "local", "--rootfs", tmp_path / "node", "--only", "stack,collector", "--dry-run",
+                 "--kubeconfig", cluster.root / "kubeconfig", "--collector", collector, "--cluster-name", "lab",
+                 "--loki-url", "https://loki.example.net", "--loki-username", "kaudit", "--loki-password-file", secrets[0]])
+        assert r.code == 0, r.err
+        assert "secret/kaudit-loki-auth" in r.err and "basic auth as kaudit" in r.err
+        assert PASSWORD not in r.err + r.out
+    assert cluster.helm_calls() == [] and cluster.kubectl_calls() == []
