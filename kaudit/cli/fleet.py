@@ -257,6 +257,8 @@ def up_inventory(ui: UI, path: Path, phases, opts, *, parallel: Optional[int], d
         detail = ", ".join(f"{k} {v}" for k, v in counts.items()) or "nothing to do"
         return ClusterResult(c.name, True, f"{detail} ({len(c.hosts)} host(s))", 0.0)
 
+    if dry_run:  # the manifest diffs go to stdout: one cluster at a time keeps each whole and in file order
+        parallel = 1
     results = run_all(ui, inv, work, parallel=parallel, verb=verb)
     return ExitCode.OK if all(r.ok for r in results) else ExitCode.ERROR
 
