@@ -67,6 +67,7 @@ APPLIED_OBJECTS: tuple[tuple[str, str], ...] = (
     ("daemonset", SHIPPER_NAME),
     # object storage credentials of a scalable Loki (kaudit.core.loki_scalable)
     ("secret", "kaudit-object-storage"),
+    ("secret", "kaudit-loki-auth"),  # kaudit.core.loki_auth.SECRET_NAME: credentials for --loki-url
 )
 
 #: Loki's HTTP service: both stacks name it after the release ("loki") on port 3100

@@ -41,6 +41,15 @@ def _body_text(resp: requests.Response) -> str:
     return text[:_BODY_CHARS] + ("…" if len(text) > _BODY_CHARS else "")
 
 
+def _ssl_reason(e: Exception) -> str:
+    text = str(e)
+    for marker in ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "hostname mismatch", "WRONG_VERSION_NUMBER"):
+        if marker in text:
+            start = text.find(marker)
+            return text[start:].split("'")[0].split(")")[0].strip()
+    return text[:200]
+
+
 def now_ns() -> int:
     return time.time_ns()
 
@@ -55,7 +64,9 @@ class LokiClient:
         timeout: float = 10.0,
         tenant: Optional[str] = None,
         session: Optional[requests.Session] = None,
+        auth: Any = None,
     ):
+        """``auth``: kaudit.core.loki_auth.LokiCredentials (basic auth, bearer token, CA)."""
         if not url.startswith(("http://", "https://")):
             raise LokiError(
                 f"Loki URL {url!r} is not an http(s) URL",
@@ -67,12 +78,25 @@ class LokiClient:
         self.session = session or requests.Session()
         if tenant:
             self.session.headers["X-Scope-OrgID"] = tenant
+        if auth is not None:
+            if auth.username:
+                self.session.auth = (auth.username, str(auth.password or ""))
+            if auth.token:
+                self.session.headers["Authorization"] = f"Bearer {auth.token}"
+        # per request: requests lets $REQUESTS_CA_BUNDLE override a session's verify setting
+        self._request_args: dict[str, Any] = {"verify": str(auth.ca_file)} if auth is not None and auth.ca_file else {}
 
     # -- transport -------------------------------------------------------------
     def _get(self, path: str, params: Optional[Iterable[tuple[str, Any]]] = None) -> requests.Response:
         full = f"{self.url}{path}"
         try:
-            resp = self.session.get(full, params=list(params or ()), timeout=self.timeout)
+            resp = self.session.get(full, params=list(params or ()), timeout=self.timeout, **self._request_args)
+        except requests.exceptions.SSLError as e:
+            raise LokiError(
+                f"Loki at {full}: TLS failed: {_ssl_reason(e)}",
+                "give the CA that signed Loki's certificate with --loki-ca-file",
+                url=full,
+            ) from None
         except requests.exceptions.ConnectionError as e:
             reason = "connection refused" if "refused" in str(e).lower() else "cannot connect"
             raise LokiError(
@@ -93,7 +117,8 @@ class LokiClient:
             if resp.status_code == 404:
                 hint = "is this Loki? check --loki-url (it is the base URL, e.g. http://127.0.0.1:3100)"
             elif resp.status_code in (401, 403):
-                hint = "Loki asks for credentials or a tenant (X-Scope-OrgID); check --loki-tenant"
+                hint = ("Loki asks for credentials or a tenant (X-Scope-OrgID); check --loki-tenant, "
+                        "--loki-username with --loki-password-file, or --loki-token-file")
             elif resp.status_code == 400:
                 hint = "Loki refused the query; check the filters (kaudit query --logql prints it)"
             elif resp.status_code == 429:

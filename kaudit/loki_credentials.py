@@ -1,114 +1,83 @@
-"""Object storage credentials for a scalable Loki: read from a file or the environment, never argv.
+"""Read the credentials for an existing Loki from files or the environment.
 
-S3 and MinIO: an access key pair, from --storage-credentials FILE (``KEY=VALUE`` lines as
-an env file, or the ``[default]`` profile of an AWS credentials file) or from the
-environment variables AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. GCS: a service-account
-key (JSON), from --storage-credentials FILE or the file GOOGLE_APPLICATION_CREDENTIALS names.
-The values go into one Kubernetes Secret and nowhere else; this object's repr hides them.
+Values never come from the command line, so they never show in `ps`, shell
+history or CI logs: a password or token is read from a file
+(--loki-password-file, --loki-token-file) or from an environment variable
+(KAUDIT_LOKI_PASSWORD, KAUDIT_LOKI_TOKEN), and kept as a Secret that prints as ***.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+import os
 from pathlib import Path
 from typing import Mapping, Optional
 
-from kaudit.core import loki_scalable as L
+from kaudit.core.loki_auth import LokiCredentials
 from kaudit.errors import UsageError
+from kaudit.hosts.base import Secret
 
-FLAG = "--storage-credentials"
-#: MinIO refuses shorter root credentials (minio server: "at least 3" / "at least 8" characters)
-MINIO_MIN_USER, MINIO_MIN_PASSWORD = 3, 8
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """Secret data (key -> value) and where it came from, for messages."""
-
-    data: dict = field(repr=False)
-    source: str = ""
-
-    def keys(self) -> list[str]:
-        return sorted(self.data)
+PASSWORD_ENV = "KAUDIT_LOKI_PASSWORD"
+TOKEN_ENV = "KAUDIT_LOKI_TOKEN"
 
 
-def _parse_pairs(text: str, path: Path) -> dict[str, str]:
-    """KEY=VALUE lines, or an INI file whose [default] section holds them (other sections ignored)."""
-    out: dict[str, str] = {}
-    section: Optional[str] = None
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1].strip()
-            continue
-        if section not in (None, "default"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export "):]
-        key, sep, value = line.partition("=")
-        if not sep:
-            raise UsageError(f"{FLAG} {path}:{n}: not KEY=VALUE", "write AWS_ACCESS_KEY_ID=... and AWS_SECRET_ACCESS_KEY=... lines")
-        out[key.strip().lower()] = value.strip().strip("'\"")
-    return out
-
-
-def _read(path: Path) -> str:
+def _read(path: Path, flag: str) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        text = Path(path).expanduser().read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UsageError(f"{FLAG} {path}: no such file") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
-        raise UsageError(f"{FLAG} {path}: cannot read it ({e.__class__.__name__})") from None
+        raise UsageError(f"{flag} {path}: no such file", "give the file that holds it (one line)") from None
+    except IsADirectoryError:
+        raise UsageError(f"{flag} {path}: is a directory", "give the file that holds it (one line)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"{flag} {path}: cannot read it: {getattr(e, 'strerror', None) or e}") from None
+    value = text.strip()
+    if not value:
+        raise UsageError(f"{flag} {path}: the file is empty")
+    return value
 
 
-def _key_pair(kind: str, file: Optional[Path], env: Mapping[str, str]) -> Optional[Credentials]:
-    names = [n.lower() for n in L.S3_KEY_ENV]
-    if file is not None:
-        pairs = _parse_pairs(_read(file), file)
-        access, secret, source = pairs.get(names[0]), pairs.get(names[1]), str(file)
-        if not access or not secret:
-            missing = L.S3_KEY_ENV[0] if not access else L.S3_KEY_ENV[1]
-            raise UsageError(f"{FLAG} {file}: no {missing}", "the file needs AWS_ACCESS_KEY_ID=... and AWS_SECRET_ACCESS_KEY=...")
-    else:
-        access, secret = env.get(L.S3_KEY_ENV[0]), env.get(L.S3_KEY_ENV[1])
-        source = f"the environment ({', '.join(L.S3_KEY_ENV)})"
-        if not access and not secret:
-            return None
-        if not access or not secret:
-            missing, present = L.S3_KEY_ENV if not access else L.S3_KEY_ENV[::-1]
-            raise UsageError(f"{missing} is not set but {present} is", "set both, or neither")
-    if kind == "minio" and (len(access) < MINIO_MIN_USER or len(secret) < MINIO_MIN_PASSWORD):
-        raise UsageError(
-            f"MinIO's root user needs at least {MINIO_MIN_USER} characters and its password at least {MINIO_MIN_PASSWORD} (from {source})",
-            "e.g. export AWS_ACCESS_KEY_ID=kaudit AWS_SECRET_ACCESS_KEY=$(openssl rand -hex 20)",
-        )
-    return Credentials(L.secret_data(kind, access, secret), source)
-
-
-def _gcs_key(file: Optional[Path], env: Mapping[str, str]) -> Optional[Credentials]:
-    if file is None and env.get("GOOGLE_APPLICATION_CREDENTIALS"):
-        file = Path(env["GOOGLE_APPLICATION_CREDENTIALS"])
-    if file is None:
-        return None
-    text = _read(file)
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise UsageError(f"{FLAG} {file}:{e.lineno}:{e.colno}: not JSON ({e.msg})", "give a GCS service-account key file") from None
-    if not isinstance(doc, dict) or "type" not in doc:
-        raise UsageError(f"{FLAG} {file}: not a Google credentials file (no \"type\" field)", "give a GCS service-account key file")
-    return Credentials(L.secret_data("gcs", gcs_key=text), str(file))
-
-
-def load(kind: str, file: Optional[Path], env: Mapping[str, str]) -> Optional[Credentials]:
-    """The credentials for `kind`, or None when none were given (Loki then uses its pods' identity)."""
-    creds = _gcs_key(file, env) if kind == "gcs" else _key_pair(kind, file, env)
-    if creds is None and kind == "minio":
-        raise UsageError(
-            "--object-storage minio needs MinIO's root credentials",
-            f"set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (they become MinIO's root user), or {FLAG} FILE",
-        )
-    return creds
+def load(
+    *,
+    username: Optional[str] = None,
+    password_file: Optional[Path] = None,
+    token_file: Optional[Path] = None,
+    ca_file: Optional[Path] = None,
+    env: Optional[Mapping[str, str]] = None,
+    where: str = "",
+    password_env: str = PASSWORD_ENV,
+    token_env: str = TOKEN_ENV,
+) -> Optional[LokiCredentials]:
+    """Credentials from the options (``where`` prefixes flag names in errors, e.g. 'clusters.yaml:3: loki.').
+    None when nothing was given."""
+    env = os.environ if env is None else env
+    p = where or "--loki-"
+    password = None
+    if password_file is not None:
+        password = _read(password_file, f"{p}password-file")
+    elif env.get(password_env):
+        password = env[password_env].strip()
+    token = None
+    if token_file is not None:
+        token = _read(token_file, f"{p}token-file")
+    elif env.get(token_env):
+        token = env[token_env].strip()
+    if password is not None and not username:
+        raise UsageError(f"a Loki password was given ({'file' if password_file else '$' + password_env}) but no {p}username", f"add {p}username NAME")
+    if username and password is None:
+        raise UsageError(f"{p}username {username}: no password", f"give {p}password-file FILE or set ${password_env}")
+    if username and token:
+        raise UsageError(f"{p}username and a bearer token exclude each other", "Loki's gateway takes one of them: drop one")
+    if username is not None and (not username or ":" in username):
+        raise UsageError(f"{p}username {username!r}: not a basic-auth user name (empty, or with ':')")
+    ca_pem = None
+    if ca_file is not None:
+        ca_pem = _read(ca_file, f"{p}ca-file") + "\n"
+        if "-----BEGIN CERTIFICATE-----" not in ca_pem:
+            raise UsageError(f"{p}ca-file {ca_file}: not a PEM certificate", "give the CA certificate that signed Loki's, in PEM")
+    creds = LokiCredentials(
+        username=username or None,
+        password=Secret(password) if password is not None else None,
+        token=Secret(token) if token else None,
+        ca_pem=ca_pem,
+        ca_file=str(Path(ca_file).expanduser()) if ca_file is not None else None,
+    )
+    return None if creds.empty else creds

@@ -99,6 +99,7 @@ def build_logql(
     *,
     job: str = F.DEFAULT_JOB,
     labels: Sequence[str] = F.DEFAULT_LABELS,
+    cluster: Optional[str] = None,
 ) -> QueryPlan:
     """LogQL selecting the audit events matching every filter.
 
@@ -112,6 +113,10 @@ def build_logql(
     label_set = set(labels)
     selector = [(F.JOB_LABEL, job)]
     as_labels: dict[str, str] = {}
+    if cluster is not None:  # the static label every collector sets (kaudit up --cluster-name)
+        F.check_cluster_name(cluster)
+        selector.append((F.CLUSTER_LABEL, cluster))
+        as_labels[F.CLUSTER_LABEL] = cluster
     as_json: dict[str, str] = {}
     for key, value in filters.items():
         fld = F.BY_NAME[FILTER_FIELDS[key]]

@@ -49,6 +49,10 @@ class UpOptions:
     loki_url: Optional[str] = None
     #: Loki tenant (X-Scope-OrgID) for the collector and verify
     loki_tenant: Optional[str] = None
+    #: credentials for the Loki at loki_url (kaudit.core.loki_auth.LokiCredentials)
+    loki_auth: Any = None
+    #: value of the cluster label; None: the Lima instance or kubeadm's clusterName
+    cluster_name: Optional[str] = None
     kubeconfig: Optional[Path] = None
     namespace: str = "kaudit"
     helm_timeout: str = "10m"
@@ -56,8 +60,8 @@ class UpOptions:
     loki_storage: Any = None
     #: a simple-scalable/distributed Loki (kaudit.core.loki_scalable.ScalableLoki); None: monolithic
     loki_scalable: Any = None
-    #: its object storage credentials (kaudit.loki_credentials.Credentials), for the Secret only
-    loki_credentials: Any = None
+    #: its object storage credentials (kaudit.storage_credentials.Credentials), for the Secret only
+    storage_credentials: Any = None
     #: how often to look at the namespace while helm waits, in seconds
     watch_interval: float = 3.0
     shipper_image: Optional[str] = None

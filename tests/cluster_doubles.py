@@ -18,6 +18,8 @@ from kaudit.ui import UI
 from kaudit.workflow import UpContext
 
 DOUBLES = Path(__file__).parent / "doubles"
+#: the cluster name the phase tests run with (the cluster label's value)
+CLUSTER = "lab"
 
 
 @dataclass
@@ -46,6 +48,9 @@ class Cluster:
 
     def context(self, options: Any = None, *, dry_run: bool = False, kubeconfig: bool = True, **extra_env: str) -> UpContext:
         host = self.host(**extra_env)
+        options = options or SimpleNamespace()
+        if isinstance(options, SimpleNamespace) and not hasattr(options, "cluster_name"):
+            options.cluster_name = CLUSTER  # as `kaudit up --cluster-name lab` would set it
         return UpContext(
             node=host, local=host, ui=UI(stream=io.StringIO(), verbose=1), options=options or SimpleNamespace(),
             dry_run=dry_run, kubeconfig=self.root / "kubeconfig" if kubeconfig else None,

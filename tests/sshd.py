@@ -148,8 +148,10 @@ def sshd():
 
 
 @contextlib.contextmanager
-def running_sshd():
-    """Start sshd (see the module doc); also used by bench/ssh_bench.py."""
+def running_sshd(wrap=None, env: Optional[dict] = None, path_prefix: str = "", unprivileged_user: bool = True):
+    """Start sshd (see the module doc); also used by bench/ssh_bench.py and tests/ssh_nodes.py.
+    ``wrap(argv) -> argv`` runs sshd inside something (a mount namespace); ``env`` adds
+    variables to every session and ``path_prefix`` directories in front of its PATH."""
     sshd_bin = next((p for p in SSHD_CANDIDATES if os.access(p, os.X_OK)), shutil.which("sshd"))
     if not sshd_bin or not shutil.which("ssh-keygen"):
         raise SshdUnavailable(
@@ -177,7 +179,7 @@ def running_sshd():
         sudo_log = d / "sudo.log"
         sudo_log.touch()
         sudo_log.chmod(0o666)
-        unprivileged = _ensure_test_user(d / "home")
+        unprivileged = _ensure_test_user(d / "home") if unprivileged_user else None
         if unprivileged:
             cleanup.callback(_remove_test_user, unprivileged)
         root_user = pwd.getpwuid(os.geteuid()).pw_name
@@ -205,13 +207,15 @@ def running_sshd():
                     "PermitRootLogin prohibit-password",
                     f"AllowUsers {root_user}" + (f" {unprivileged}" if unprivileged else ""),
                     "Subsystem sftp internal-sftp",
-                    f"SetEnv PATH={guest_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin FAKE_SUDO_LOG={sudo_log}",
+                    f"SetEnv PATH={path_prefix}{guest_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin FAKE_SUDO_LOG={sudo_log}"
+                    + "".join(f" {k}={v}" for k, v in (env or {}).items()),
                     "LogLevel VERBOSE",
                     "",
                 ])
             )
             log = open(log_path, "ab")
-            proc = subprocess.Popen([sshd_bin, "-D", "-e", "-f", str(config)], stdout=log, stderr=log)
+            argv = [sshd_bin, "-D", "-e", "-f", str(config)]
+            proc = subprocess.Popen(wrap(argv) if wrap else argv, stdout=log, stderr=log)
             log.close()
             if _wait_for_banner(port, proc, time.monotonic() + 10):
                 cleanup.callback(_stop, proc)

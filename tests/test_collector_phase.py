@@ -45,7 +45,7 @@ def test_promtail_chart_with_rendered_values(cluster):
     assert argv_option(argv, "--namespace") == "kaudit" and "--create-namespace" in argv and "--wait" in argv
     assert argv_option(argv, "--timeout") == "10m0s"
     values = json.loads(up["stdin"])
-    expected = render.CollectorSettings(log_path="/var/log/kube-audit/audit.log", loki_url="http://loki.kaudit.svc:3100")
+    expected = render.CollectorSettings(log_path="/var/log/kube-audit/audit.log", loki_url="http://loki.kaudit.svc:3100", cluster="lab")
     assert values == yaml(render.render_collector_config("helm-values", expected))
     assert values["extraVolumes"][0]["hostPath"]["path"] == "/var/log/kube-audit"
     assert values["config"]["clients"] == [{"url": "http://loki.kaudit.svc:3100/loki/api/v1/push"}]
@@ -192,7 +192,7 @@ def test_unknown_collector(cluster):
 def test_with_the_real_up_options(cluster):
     from kaudit.up_options import UpOptions
 
-    o = UpOptions(spec=AuditSpec(), collector="shipper", stack="loki-stack")
+    o = UpOptions(spec=AuditSpec(), collector="shipper", stack="loki-stack", cluster_name="lab")
     assert collector.run(cluster.context(o)).status is Status.CHANGED
     ds = json.loads(cluster.kubectl_calls()[0]["stdin"])["items"][2]
     c = ds["spec"]["template"]["spec"]["containers"][0]
@@ -220,9 +220,9 @@ def test_kaudit_up_stack_and_collector_twice(cli, cluster, monkeypatch, tmp_path
 def test_loki_tenant_reaches_the_collector(cluster):
     from kaudit.up_options import UpOptions
 
-    collector.run(cluster.context(UpOptions(spec=AuditSpec(), loki_tenant="team-a")))
+    collector.run(cluster.context(UpOptions(spec=AuditSpec(), loki_tenant="team-a", cluster_name="lab")))
     values = json.loads(cluster.upgrades()[0]["stdin"])
     assert values["config"]["clients"] == [{"url": "http://loki.kaudit.svc:3100/loki/api/v1/push", "tenant_id": "team-a"}]
-    collector.run(cluster.context(UpOptions(spec=AuditSpec(), loki_tenant="team-a", collector="shipper")))
+    collector.run(cluster.context(UpOptions(spec=AuditSpec(), loki_tenant="team-a", collector="shipper", cluster_name="lab")))
     args = json.loads(cluster.kubectl_calls()[0]["stdin"])["items"][2]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--tenant") + 1] == "team-a"

@@ -16,7 +16,7 @@ from kaudit import charts
 from kaudit.core import loki_scalable as L
 from kaudit.core import loki_sizing as S
 from kaudit.core import render
-from kaudit.loki_credentials import Credentials
+from kaudit.storage_credentials import Credentials
 from kaudit.phases import stack
 from kaudit.workflow import Status
 
@@ -175,7 +175,7 @@ def cluster(tmp_path):
 
 
 def options(sc, creds=None):
-    return SimpleNamespace(stack="loki", namespace="kaudit", helm_timeout="10m", loki_scalable=sc, loki_credentials=creds)
+    return SimpleNamespace(stack="loki", namespace="kaudit", helm_timeout="10m", loki_scalable=sc, storage_credentials=creds)
 
 
 def test_stack_phase_applies_the_secret_and_keeps_credentials_out_of_argv_and_values(cluster):

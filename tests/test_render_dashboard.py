@@ -17,7 +17,7 @@ from kaudit.shipper import fields as F
 DASHBOARD = json.loads(read_resource("templates", "dashboards/kubernetes-audit.json"))
 EVENTS = [json.loads(x) for x in (Path(__file__).parent / "data" / "render" / "events.jsonl").read_text().splitlines() if x]
 #: the labels on every stream, whichever collector shipped it
-COLLECTOR_LABELS = set(render.build_pipeline(render.CollectorSettings()).stream_label_names())
+COLLECTOR_LABELS = set(render.build_pipeline(render.CollectorSettings(cluster="lab")).stream_label_names())
 STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
 
 
@@ -66,7 +66,7 @@ def test_dashboard_is_valid_and_has_the_panels():
     titles = {p["title"] for p in DASHBOARD["panels"]}
     assert {"Events by verb", "Top users", "Denied requests", "Reads of secrets", "Deletions", "Audit events"} <= titles
     assert any(p["type"] == "logs" for p in DASHBOARD["panels"])
-    assert [v["name"] for v in DASHBOARD["templating"]["list"]] == ["ds"]
+    assert [v["name"] for v in DASHBOARD["templating"]["list"]] == ["ds", "cluster"]
     for p in DASHBOARD["panels"]:
         assert p["datasource"] == {"type": "loki", "uid": "${ds}"}
         assert p["targets"], p["title"]
@@ -77,6 +77,7 @@ def test_queries_use_only_labels_collectors_set(title, expr):
     a = analyse(expr)
     assert a["matchers"], "every query selects streams"
     assert ("job", "=", F.DEFAULT_JOB) in a["matchers"]
+    assert (F.CLUSTER_LABEL, "=~", "$cluster") in a["matchers"], f"{title}: every panel follows the cluster selector"
     for name, _, _ in a["matchers"]:
         assert name in COLLECTOR_LABELS, f"{title}: stream selector uses {name!r}, which no collector sets"
     for name, path in a["json"]:
@@ -145,3 +146,12 @@ def test_stack_grafana_watches_that_label(stack):
     values = {rel: YAML(typ="safe", pure=True).load(t) for rel, t in render.stack_values(stack, "kaudit").items()}
     grafana = values["loki"]["grafana"] if stack == "loki-stack" else values["grafana"]
     assert grafana["sidecar"]["dashboards"] == {"enabled": True, "label": render.DASHBOARD_LABEL, "labelValue": "1"}
+
+
+def test_cluster_variable_lists_the_cluster_label_of_audit_streams():
+    [var] = [v for v in DASHBOARD["templating"]["list"] if v["name"] == "cluster"]
+    assert var["type"] == "query" and var["datasource"] == {"type": "loki", "uid": "${ds}"}
+    assert var["query"]["label"] == F.CLUSTER_LABEL and var["query"]["type"] == 1  # Loki label values
+    assert analyse(var["query"]["stream"])["matchers"] == [("job", "=", F.DEFAULT_JOB)]
+    # All matches every stream, also those of collectors set up before the cluster label existed
+    assert var["includeAll"] and var["multi"] and var["allValue"] == ".*"

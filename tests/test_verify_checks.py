@@ -225,7 +225,7 @@ def test_audit_log_fails_when_stale(tree, cluster):
     tree.write_log(events(), age_s=300)
     ctx, node = make(tree)
     v = run_node_checks(ctx, node, "audit-log")
-    assert v.status == C.FAIL and "last written 5m ago" in v.detail
+    assert v.status == C.FAIL and "last written 5m" in v.detail  # 5m or 5m1s on a loaded machine
 
 
 def test_audit_log_fails_when_missing(tree, cluster):

@@ -219,6 +219,7 @@ def _up_ctx(tree, *, dry_run=False, facts=None, **opts):
     import io
 
     ui = UI(stream=io.StringIO())
+    opts.setdefault("cluster_name", "lab")
     return UpContext(LocalHost(tree.root), LocalHost(), ui, SimpleNamespace(**opts), dry_run=dry_run, facts=facts or {})
 
 

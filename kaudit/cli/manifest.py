@@ -132,6 +132,10 @@ def diff_manifest(
     maxbackup: MaxBackupOpt = DEFAULT_MAXBACKUP,
     maxage: MaxAgeOpt = DEFAULT_MAXAGE,
     audit_flag: AuditFlagOpt = None,
+    inventory: Annotated[
+        Optional[Path], typer.Option("--file", "-f", metavar="FILE", help="Diff every node of every cluster of an inventory (docs/inventory.md).", show_default=False)
+    ] = None,
+    parallel: Annotated[Optional[int], typer.Option("--parallel", min=1, help="With -f: how many clusters at once.", show_default=False)] = None,
 ) -> int:
     """Show, as a unified diff, what the audit patch changes in the apiserver manifest.
 
@@ -151,6 +155,20 @@ def diff_manifest(
         raise UsageError("--manifest reads a local file; it excludes --host and --rootfs")
     if not remove and (warning := policy_path_warning(spec.policy_path)):
         ui.warn(warning)
+
+    def one_node(node, prefix: str = "") -> list[tuple[str, str]]:
+        """(label, diff) of one node's manifest ('' when nothing is pending)."""
+        label = f"{prefix}{node.name}:{APISERVER_MANIFEST}"
+        text = _decode(node.read_file(APISERVER_MANIFEST), label)
+        after = unpatch_manifest(text, spec, source=label) if remove else patch(text, spec, source=label)
+        return [(label, manifest_diff(text, after, label, f"{label} (kaudit)"))]
+
+    if inventory is not None:
+        from kaudit.cli.fleet import diff_inventory
+
+        if manifest is not None or host or rootfs:
+            raise UsageError("-f takes the nodes from the inventory", "leave out --manifest, --host and --rootfs")
+        return diff_inventory(ui, inventory, one_node, parallel=parallel, exit_code=exit_code)
 
     sources: list[tuple[str, str]] = []  # (label, text)
     if manifest is not None:

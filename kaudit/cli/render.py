@@ -31,6 +31,7 @@ def render_promtail(
         "off", "--structured-metadata", help="on: send high-cardinality fields as structured metadata (Loki 3+ only); off: Loki 2.x."
     ),
     nest_under_promtail: bool = typer.Option(False, "--nest-under-promtail", help="helm-values: nest under `promtail:` for loki-stack."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", metavar="NAME", help="Value of the cluster label (as kaudit up --cluster-name sets it)."),
 ) -> None:
     """Render the configuration that ships the audit log to Loki.
 
@@ -56,6 +57,7 @@ def render_promtail(
         structured_metadata=structured_metadata == "on",
         nest_under_promtail=nest_under_promtail,
         node=node,
+        cluster=cluster,
     )
     typer.echo(render.render_collector_config(format, settings), nl=False)
 

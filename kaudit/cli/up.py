@@ -25,7 +25,8 @@ from kaudit.cli.audit_options import (
     MaxSizeOpt,
     PolicyPathOpt,
 )
-from kaudit.cli.loki_options import (
+from kaudit.cli.loki_options import LokiCaFileOpt, LokiPasswordFileOpt, LokiTokenFileOpt, LokiUsernameOpt
+from kaudit.cli.loki_scaling_options import (
     BucketChunksOpt,
     BucketOpt,
     BucketRulerOpt,
@@ -73,6 +74,16 @@ NoPersistOpt = Annotated[
 NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of kaudit's releases.", rich_help_panel=_LATER)]
 KubeconfigOpt = Annotated[
     Optional[Path], typer.Option("--kubeconfig", help="kubeconfig for helm/kubectl run on this machine (the vm phase finds Lima's).", rich_help_panel=_LATER)
+]
+# -- many clusters, one Loki (docs/inventory.md, docs/collectors.md) ----------------
+_FLEET = "Many clusters"
+InventoryOpt = Annotated[
+    Optional[Path], typer.Option("--file", "-f", metavar="FILE", help="Run on every cluster of an inventory (docs/inventory.md) instead of --host.", rich_help_panel=_FLEET, show_default=False)
+]
+ParallelOpt = Annotated[Optional[int], typer.Option("--parallel", min=1, help="With -f: how many clusters at once (default: the file's parallel, else 4).", rich_help_panel=_FLEET, show_default=False)]
+ClusterNameOpt = Annotated[
+    Optional[str],
+    typer.Option("--cluster-name", metavar="NAME", help="Value of the cluster label on every event (default: the Lima instance name, else kubeadm's clusterName).", rich_help_panel=_FLEET, show_default=False),
 ]
 
 
@@ -176,6 +187,13 @@ def up(
     cpus: Annotated[Optional[int], typer.Option("--cpus", "--lima-cpus", min=1, help="CPUs of a new VM.", rich_help_panel=_VM)] = None,
     memory: Annotated[Optional[str], typer.Option("--memory", "--lima-memory", help="Memory of a new VM, e.g. 8GiB.", rich_help_panel=_VM)] = None,
     disk: Annotated[Optional[str], typer.Option("--disk", "--lima-disk", help="Disk of a new VM, e.g. 50GiB.", rich_help_panel=_VM)] = None,
+    cluster_name: ClusterNameOpt = None,
+    loki_username: LokiUsernameOpt = None,
+    loki_password_file: LokiPasswordFileOpt = None,
+    loki_token_file: LokiTokenFileOpt = None,
+    loki_ca_file: LokiCaFileOpt = None,
+    inventory: InventoryOpt = None,
+    parallel: ParallelOpt = None,
 ) -> int:
     """Turn on audit logging and ship it to Loki: every phase, on every --host.
 
@@ -196,6 +214,7 @@ def up(
     from kaudit.workflow import select_phases
 
     phases = select_phases(only, skip_phases)
+    fleet = _fleet_settings(loki_url, cluster_name, loki_username, loki_password_file, loki_token_file, loki_ca_file, inventory, host, rootfs)
     if policy_file is not None and not policy_file.is_file():
         raise UsageError(f"--policy-file {policy_file}: " + ("is a directory" if policy_file.is_dir() else "no such file"), "give the path of an audit Policy YAML file")
     loki_storage = LokiStorage.from_flags(loki_storage_class, loki_size)
@@ -219,7 +238,7 @@ def up(
         helm_timeout=helm_timeout,
         loki_storage=None if scalable else loki_storage,
         loki_scalable=scalable,
-        loki_credentials=credentials,
+        storage_credentials=credentials,
         shipper_image=shipper_image,
         structured_metadata=structured_metadata,
         verify_timeout=_duration(verify_timeout, "--verify-timeout"),
@@ -228,9 +247,34 @@ def up(
         lima_memory=memory,
         lima_disk=disk,
         phases=tuple(p.name for p in phases),
+        **fleet,
     )
+    if inventory is not None:
+        from kaudit.cli.fleet import up_inventory
+
+        return up_inventory(state(ctx).ui, inventory, phases, opts, parallel=parallel, dry_run=dry_run, verb="up")
     hosts = HostOptions.build(host, rootfs, ssh_key, accept_new_host_key, known_hosts)
     return run_phases(state(ctx).ui, hosts, phases, opts, dry_run=dry_run, verb="up")
+
+
+def _fleet_settings(loki_url, cluster_name, username, password_file, token_file, ca_file, inventory, host, rootfs) -> dict:
+    """--cluster-name, --loki-url and its credentials, checked; the UpOptions fields they set."""
+    from kaudit.cli.loki_options import credentials
+
+    if inventory is not None and (host or rootfs or cluster_name):
+        raise UsageError("-f takes the hosts and cluster names from the inventory", "leave out --host, --rootfs and --cluster-name")
+    if cluster_name is not None:
+        from kaudit.cluster_name import checked
+
+        checked(cluster_name)
+    if loki_url is not None:
+        from kaudit.core.render import push_url
+
+        push_url(loki_url)  # an http(s) URL, or a usage error now
+    creds = credentials(username, password_file, token_file, ca_file)
+    if creds is not None and not loki_url and inventory is None:
+        raise UsageError("Loki credentials were given without --loki-url", "they are for an existing Loki: add --loki-url URL")
+    return {"cluster_name": cluster_name, "loki_auth": creds}
 
 
 up.__doc__ = (up.__doc__ or "").replace("{phases}", "\n    ".join(line.strip() for line in phases_help().splitlines()))
@@ -263,6 +307,8 @@ def down(
     no_persist: NoPersistOpt = False,
     kubeconfig: KubeconfigOpt = None,
     namespace: NamespaceOpt = "kaudit",
+    inventory: InventoryOpt = None,
+    parallel: ParallelOpt = None,
 ) -> int:
     """Turn audit logging off again, as safely as `up` turned it on.
 
@@ -288,6 +334,12 @@ def down(
         purge_charts=purge_charts,
         phases=tuple(p.name for p in phases),
     )
+    if inventory is not None:
+        from kaudit.cli.fleet import up_inventory
+
+        if host or rootfs:
+            raise UsageError("-f takes the hosts from the inventory", "leave out --host and --rootfs")
+        return up_inventory(state(ctx).ui, inventory, phases, opts, parallel=parallel, dry_run=dry_run, verb="down")
     hosts = HostOptions.build(host, rootfs, ssh_key, accept_new_host_key, known_hosts)
     return run_phases(state(ctx).ui, hosts, phases, opts, dry_run=dry_run, verb="down")
 
@@ -295,8 +347,9 @@ def down(
 # --------------------------------------------------------------------------- the runner
 
 
-def run_phases(ui, hosts, phases, opts, *, dry_run: bool, verb: str) -> int:
-    """Node phases on each host in turn, then cluster-wide phases once; a summary at the end."""
+def run_phases(ui, hosts, phases, opts, *, dry_run: bool, verb: str, rows: Optional[list] = None) -> int:
+    """Node phases on each host in turn, then cluster-wide phases once; a summary at the end.
+    ``rows`` (when given) receives (host, phase, status, message) for each phase run."""
     from kaudit.errors import KauditError
     from kaudit.hosts.local import LocalHost
     from kaudit.workflow import Status, UpContext, run_phase
@@ -305,7 +358,7 @@ def run_phases(ui, hosts, phases, opts, *, dry_run: bool, verb: str) -> int:
         raise UsageError(f"--kubeconfig {opts.kubeconfig}: no such file", "pass the kubeconfig of the cluster, or leave it out")
     node_phases = [p for p in phases if p.per_node]
     cluster_phases = [p for p in phases if not p.per_node]
-    rows: list[tuple[str, str, str, str]] = []  # (host, phase, status, message)
+    rows = [] if rows is None else rows  # (host, phase, status, message)
     local = LocalHost()
     facts: dict = {}
     kubeconfig = opts.kubeconfig

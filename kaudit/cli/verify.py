@@ -22,6 +22,7 @@ from kaudit.cli.audit_options import (
     MaxSizeOpt,
     PolicyPathOpt,
 )
+from kaudit.cli.loki_options import ClusterOpt, LokiCaFileOpt, LokiPasswordFileOpt, LokiTokenFileOpt, LokiUsernameOpt
 from kaudit.cli.options import AcceptNewHostKeyOpt, HostOpt, HostOptions, KnownHostsOpt, RootfsOpt, SshKeyOpt
 from kaudit.errors import UsageError
 
@@ -103,6 +104,17 @@ def verify(
     ssh_known_hosts: KnownHostsOpt = None,
     loki_url: LokiUrlOpt = None,
     loki_tenant: LokiTenantOpt = None,
+    loki_username: LokiUsernameOpt = None,
+    loki_password_file: LokiPasswordFileOpt = None,
+    loki_token_file: LokiTokenFileOpt = None,
+    loki_ca_file: LokiCaFileOpt = None,
+    cluster: Annotated[
+        Optional[str], typer.Option("--cluster", metavar="NAME", help="The cluster label the probe's event must carry (kaudit up --cluster-name).", show_default=False)
+    ] = None,
+    inventory: Annotated[
+        Optional[Path], typer.Option("--file", "-f", metavar="FILE", help="Verify every cluster of an inventory (docs/inventory.md).", show_default=False)
+    ] = None,
+    parallel: Annotated[int, typer.Option("--parallel", min=1, help="With -f: how many clusters at once.")] = 4,
     kubeconfig: KubeconfigOpt = None,
     audit_log: Annotated[
         Optional[str],
@@ -144,6 +156,7 @@ def verify(
     from kaudit.cli import state
     from kaudit.cli.audit_options import audit_spec_from_options
     from kaudit.units import parse_duration
+    from kaudit.verify import session
 
     if print_schema:
         from kaudit.verify.schema import SCHEMA
@@ -160,15 +173,28 @@ def verify(
     if kubeconfig is not None and not kubeconfig.is_file():
         raise UsageError(f"--kubeconfig {kubeconfig}: no such file")
     _validate_url(loki_url)
+    from kaudit.cli import loki_options
+
     wait = parse_duration(timeout, field="--timeout")
     spec = audit_spec_from_options(audit_log_path, policy_path, audit_log_maxsize, audit_log_maxbackup, audit_log_maxage, audit_flag)
+    creds = loki_options.credentials(loki_username, loki_password_file, loki_token_file, loki_ca_file)
+    cluster = loki_options.cluster(cluster)
+    if inventory is not None:
+        from kaudit.cli.fleet import verify_inventory
+
+        if host or rootfs or cluster:
+            raise UsageError("-f takes the hosts and cluster names from the inventory", "leave out --host, --rootfs and --cluster")
+        base = session.Settings(
+            spec=spec, policy_profile=policy_profile, policy_file=policy_file, audit_log=audit_log, kubeconfig=kubeconfig,
+            loki_url=loki_url, loki_tenant=loki_tenant, loki_auth=creds, collector=collector.value, timeout=wait,
+            job=job, labels=_labels(label), max_streams=max_streams,
+        )
+        return verify_inventory(ui, inventory, base, parallel=parallel, as_json=output is Output.json)
     hosts = HostOptions.build(host, rootfs, ssh_key, ssh_accept_new_host_key, ssh_known_hosts)
     for spec_name in hosts.hosts:
         if rootfs is not None and spec_name != "local":
             raise UsageError(f"--rootfs works only with --host local, not {spec_name!r}")
         hosts.open(spec_name).close()  # a bad --host or --rootfs is a usage error, not a failed check; nothing connects yet
-
-    from kaudit.verify import session
 
     settings = session.Settings(
         spec=spec,
@@ -178,6 +204,8 @@ def verify(
         kubeconfig=kubeconfig,
         loki_url=loki_url,
         loki_tenant=loki_tenant,
+        loki_auth=creds,
+        cluster=cluster,
         collector=collector.value,
         timeout=wait,
         job=job,
@@ -200,8 +228,13 @@ def query(
     code: Annotated[Optional[int], typer.Option("--code", help="responseStatus.code, e.g. 403.", min=100, max=599, show_default=False)] = None,
     since: Annotated[str, typer.Option("--since", help="How far back to look.")] = "1h",
     limit: Annotated[int, typer.Option("--limit", help="At most this many events (newest first).", min=1, max=5000)] = 100,
+    cluster: ClusterOpt = None,
     loki_url: LokiUrlOpt = None,
     loki_tenant: LokiTenantOpt = None,
+    loki_username: LokiUsernameOpt = None,
+    loki_password_file: LokiPasswordFileOpt = None,
+    loki_token_file: LokiTokenFileOpt = None,
+    loki_ca_file: LokiCaFileOpt = None,
     kubeconfig: KubeconfigOpt = None,
     job: JobOpt = "kubernetes-audit",
     label: LabelOpt = None,
@@ -222,7 +255,9 @@ def query(
         user=user, verb=verb, resource=resource, namespace=namespace, name=name,
         decision=decision.value if decision else None, code=code,
     )
-    plan = build_logql(filters, job=job, labels=labels)
+    from kaudit.cli import loki_options
+
+    plan = build_logql(filters, job=job, labels=labels, cluster=loki_options.cluster(cluster))
     if logql:
         print(plan.logql)
         return 0
@@ -230,10 +265,11 @@ def query(
     if window <= 0:
         raise UsageError(f"--since {since!r} must be longer than zero")
     _validate_url(loki_url)
+    creds = loki_options.credentials(loki_username, loki_password_file, loki_token_file, loki_ca_file)
 
     from kaudit.verify import session
 
-    rows, skipped = session.query_rows(plan.logql, window, limit, loki_url=loki_url, tenant=loki_tenant, kubeconfig=kubeconfig, ui=ui)
+    rows, skipped = session.query_rows(plan.logql, window, limit, loki_url=loki_url, tenant=loki_tenant, kubeconfig=kubeconfig, ui=ui, auth=creds)
     session.render_rows(rows, plan.logql, sys.stdout, as_json=output is Output.json)
     ui.info(f"{len(rows)} event(s) in the last {since}" + (f"; {skipped} line(s) were not audit events" if skipped else ""))
     return 0

@@ -194,6 +194,16 @@ def audit_args(text: str, *, source: str = "ClusterConfiguration") -> dict[str, 
     return {str(k): str(v) for k, v in pairs if str(k).startswith("audit-")}
 
 
+#: kubeadm's default clusterName (ClusterConfiguration.clusterName)
+DEFAULT_CLUSTER_NAME = "kubernetes"
+
+
+def cluster_name(text: str, *, source: str = "ClusterConfiguration") -> str:
+    """ClusterConfiguration.clusterName, or kubeadm's default when it is not set."""
+    doc = _load(text, source)
+    return str(doc.get("clusterName") or DEFAULT_CLUSTER_NAME)
+
+
 def _plain(doc: Any) -> Any:
     """A plain-Python deep copy for comparing (ruamel types compare by content too,
     but a copy is immune to the edits that follow)."""

@@ -57,6 +57,10 @@ class CollectorSettings:
     nest_under_promtail: bool = False
     #: literal node name; None = the collector pod's node (env HOSTNAME)
     node: Optional[str] = None
+    #: value of the cluster label (kaudit up --cluster-name); None = no cluster label
+    cluster: Optional[str] = None
+    #: credentials as files in the collector pod (kaudit.core.loki_auth.PodAuth), for an existing Loki
+    auth: Any = None
 
     def checked(self) -> "CollectorSettings":
         if self.style not in STYLES:
@@ -74,14 +78,19 @@ class CollectorSettings:
             F.check_label_names(list(self.dynamic_labels))
         except ValueError as e:
             raise UsageError(f"--dynamic-labels: {e}") from None
-        taken = {F.JOB_LABEL, F.NODE_LABEL, *self.dynamic_labels}
+        if self.cluster is not None:
+            try:
+                F.check_cluster_name(self.cluster)
+            except ValueError as e:
+                raise UsageError(f"--cluster: {e}", "use the cluster's short name, e.g. prod-eu") from None
+        taken = {F.JOB_LABEL, F.NODE_LABEL, *self.dynamic_labels, *((F.CLUSTER_LABEL,) if self.cluster else ())}
         for name, _ in self.labels:
             if not _LABEL_NAME.match(name):
                 raise UsageError(f"--labels: {name!r} is not a valid Loki label name", "use letters, digits and _ and start with a letter")
             if name.startswith("__"):
                 raise UsageError(f"--labels: {name!r} is reserved (labels starting with __ are dropped)")
             if name in taken:
-                raise UsageError(f"--labels: {name!r} is already set by kaudit", "use --job for the job label")
+                raise UsageError(f"--labels: {name!r} is already set by kaudit", "use --job for the job label, --cluster for the cluster label")
             if name in F.BY_NAME:
                 raise UsageError(f"--labels: {name!r} is an audit field name", "pick a name that cannot be confused with an event field")
             taken.add(name)
@@ -142,14 +151,18 @@ class Pipeline:
     drop_labels: tuple[str, ...]
     push_url: str
     tenant: Optional[str]
+    cluster: Optional[str] = None
+    #: kaudit.core.loki_auth.PodAuth or None
+    auth: Any = None
 
     def all_static_labels(self) -> tuple[tuple[str, str], ...]:
-        """job first, then the user's; node is separate because its value may come from the environment."""
-        return ((F.JOB_LABEL, self.job), *self.static_labels)
+        """job first, then cluster, then the user's; node is separate because its value may come from the environment."""
+        cluster = ((F.CLUSTER_LABEL, self.cluster),) if self.cluster else ()
+        return ((F.JOB_LABEL, self.job), *cluster, *self.static_labels)
 
     def stream_label_names(self) -> tuple[str, ...]:
         """Every label name an entry carries in Loki."""
-        return (F.JOB_LABEL, F.NODE_LABEL, *(k for k, _ in self.static_labels), *self.labels)
+        return (F.JOB_LABEL, F.NODE_LABEL, *(k for k, _ in self.all_static_labels()[1:]), *self.labels)
 
 
 def _snake(key: str) -> str:
@@ -214,6 +227,8 @@ def build_pipeline(settings: CollectorSettings) -> Pipeline:
         drop_labels=TAILER_LABELS,
         push_url=s.loki_url,
         tenant=s.tenant or None,
+        cluster=s.cluster,
+        auth=s.auth,
     )
 
 
@@ -401,6 +416,7 @@ def alloy_chart_values(settings: CollectorSettings, *, storage_dir: str = STATE_
     config = render_template("alloy-config.alloy.j2", p=p, node_env=NODE_ENV)
     out = render_template(
         "alloy-values.yaml.j2",
+        auth=p.auth,
         log_dir=log_dir(p.path),
         storage_dir=storage_dir,
         alloy_config=_indent(tpl_escape(config).rstrip("\n"), 6),
@@ -519,6 +535,9 @@ class ShipperDeploy:
     job: str = F.DEFAULT_JOB
     labels: tuple[tuple[str, str], ...] = ()
     tenant: Optional[str] = None
+    cluster: Optional[str] = None
+    #: kaudit.core.loki_auth.PodAuth: credential files from the mounted Secret
+    auth: Any = None
     positions_dir: str = STATE_DIRS["shipper"]
     code_dir: str = "/opt/kaudit"
     metrics_port: int = 9101
@@ -536,12 +555,21 @@ class ShipperDeploy:
             "--label", f"{F.JOB_LABEL}={self.job}",
             "--node", "$(NODE_NAME)",
         ]
+        if self.cluster:
+            a += ["--cluster", self.cluster]
         for k, v in self.labels:
             a += ["--label", f"{k}={v}"]
         if self.tenant:
             a += ["--tenant", self.tenant]
         if self.max_line_bytes:
             a += ["--max-line-bytes", str(self.max_line_bytes)]
+        if self.auth is not None:  # file paths only: the values stay in the Secret
+            if self.auth.username:
+                a += ["--basic-auth-user", self.auth.username, "--basic-auth-password-file", self.auth.password_file]
+            if self.auth.bearer_token_file:
+                a += ["--bearer-token-file", self.auth.bearer_token_file]
+            if self.auth.ca_file:
+                a += ["--ca-file", self.auth.ca_file]
         return a
 
 
@@ -589,6 +617,7 @@ def render_shipper_manifest(d: ShipperDeploy) -> str:
         log_dir=log_dir(d.log_path),
         positions_dir=d.positions_dir,
         metrics_port=d.metrics_port,
+        auth=d.auth,
     )
     parse_yaml_documents(text, "shipper-daemonset.yaml")
     return text

@@ -46,6 +46,9 @@ def structured_metadata(ctx: UpContext, stack: str) -> bool:
     """on/off/auto (default auto: on for Loki 3, off for loki-stack's Loki 2.6.1)."""
     raw: Any = option(ctx, "structured_metadata", "auto")
     _, supported = charts.LOKI_VERSIONS[stack]
+    if option(ctx, "loki_url", None):
+        # a Loki kaudit did not install: its version is unknown, so only on request
+        return raw is True or str(getattr(raw, "value", raw)).lower() == "on"
     if isinstance(raw, bool):
         wanted: Optional[bool] = raw
     else:
@@ -63,13 +66,28 @@ def structured_metadata(ctx: UpContext, stack: str) -> bool:
 
 
 def settings(ctx: UpContext, stack: str, namespace: str) -> render.CollectorSettings:
+    from kaudit import cluster_name
+    from kaudit.core.loki_auth import pod_auth
+
     loki = ctx.facts.get("loki_url") if ctx.facts.get("namespace", namespace) == namespace else None
     return render.CollectorSettings(
         log_path=audit_log_path(ctx),
-        loki_url=loki or charts.loki_base_url(namespace),
+        loki_url=option(ctx, "loki_url", None) or loki or charts.loki_base_url(namespace),
         structured_metadata=structured_metadata(ctx, stack),
         tenant=option(ctx, "tenant", None) or option(ctx, "loki_tenant", None),
+        cluster=cluster_name.resolve(ctx),
+        auth=pod_auth(option(ctx, "loki_auth", None)),
     ).checked()
+
+
+def auth_secret(ctx: UpContext, namespace: str) -> list[dict]:
+    """The Secret holding the Loki credentials (none when there are none)."""
+    from kaudit.core.loki_auth import secret_object
+
+    creds = option(ctx, "loki_auth", None)
+    if creds is None or creds.empty:
+        return []
+    return [secret_object(namespace, creds, charts.MANAGED_BY_LABEL)]
 
 
 def shipper_sources() -> dict[str, str]:
@@ -120,6 +138,8 @@ def shipper_manifest(ctx: UpContext, s: render.CollectorSettings, namespace: str
         tenant=s.tenant,
         # a scalable Loki sized to take whole RequestResponse events (kaudit.phases.stack)
         max_line_bytes=ctx.facts.get("loki_max_line_bytes"),
+        cluster=s.cluster,
+        auth=s.auth,
     )
     assert posixpath.isabs(deploy.log_path)
     return render.render_shipper_manifest(deploy)
@@ -141,10 +161,18 @@ def run(ctx: UpContext) -> Outcome:
     s = settings(ctx, stack, namespace)
     workload, selector = WORKLOADS[collector]
     ctx.facts.update(collector=collector, collector_workload=workload, collector_selector=selector, collector_namespace=namespace)
+    where = ctx.facts.get("cluster_name_source", "")
+    ctx.ui.detail(f"cluster label: {s.cluster} ({where})")
+    if option(ctx, "loki_url", None) and "kubeadm's default" in where:
+        ctx.ui.warn(f"the cluster label is kubeadm's default {s.cluster!r}: other clusters shipping to the same Loki may carry it too; name this one with --cluster-name")
+    secret = auth_secret(ctx, namespace)
+    if secret:
+        creds = option(ctx, "loki_auth", None)
+        ctx.ui.detail(f"Loki credentials: {creds.describe()}, in secret/{secret[0]['metadata']['name']}")
 
     if collector == "shipper":
         docs = render.parse_yaml_documents(shipper_manifest(ctx, s, namespace), "shipper manifest")
-        objects = [namespace_object(namespace), *docs]
+        objects = [namespace_object(namespace), *secret, *docs]
         if ctx.dry_run:
             names = ", ".join(f"{o['kind'].lower()}/{o['metadata']['name']}" for o in objects)
             ctx.ui.info(f"would apply with kubectl: {names} (image {option(ctx, 'shipper_image', DEFAULT_SHIPPER_IMAGE)})")
@@ -159,12 +187,17 @@ def run(ctx: UpContext) -> Outcome:
     if chart.deprecated:
         ctx.ui.warn(f"{chart.app_version.split()[0]} reached end of life on 2026-03-02; --collector alloy is its successor")
     if ctx.dry_run:
+        if secret:
+            ctx.ui.info(f"would apply with kubectl: secret/{secret[0]['metadata']['name']} (the Loki credentials)")
         ctx.ui.info(f"would run: {display_command(upgrade_install_argv(chart, namespace, timeout, ctx.kubeconfig))}")
         ctx.ui.detail(text)
         return Outcome.planned(f"{collector}: {chart.ref}")
     helm = Helm(ctx.local, kubeconfig=ctx.kubeconfig, timeout=timeout)
     helm.require()
-    done = [helm.ensure(chart, namespace, values, ctx.ui, rollout_watch(ctx, namespace))]
+    done = []
+    if secret:  # before the chart: its pods mount the Secret
+        done += Kubectl(ctx.local, kubeconfig=ctx.kubeconfig).apply([namespace_object(namespace), *secret], "the Loki credentials")[1:]
+    done.append(helm.ensure(chart, namespace, values, ctx.ui, rollout_watch(ctx, namespace)))
     return _outcome(done, collector)
 
 

@@ -78,6 +78,9 @@ def rollout_watch(ctx: UpContext, namespace: str) -> RolloutWatch:
 
 
 def run(ctx: UpContext) -> Outcome:
+    external = option(ctx, "loki_url", None)
+    if external:
+        return Outcome.skipped(f"--loki-url: the collector ships to the Loki at {external}; no stack installed")
     stack = stack_name(ctx)
     namespace = str(option(ctx, "namespace", charts.NAMESPACE))
     timeout = parse_timeout(option(ctx, "helm_timeout", None))
@@ -88,7 +91,7 @@ def run(ctx: UpContext) -> Outcome:
     values_text = render.stack_values(stack, namespace, storage, scalable)
     values = {rel: render.parse_yaml(text, f"{rel} values") for rel, text in values_text.items()}
     dashboard = render.parse_yaml(render.render_dashboard_configmap(namespace), "dashboard ConfigMap")
-    credentials = option(ctx, "loki_credentials", None)
+    credentials = option(ctx, "storage_credentials", None)
     secret = scalable_secret(scalable, credentials, namespace)
     record_facts(ctx, stack, namespace, scalable)
     if scalable is not None:

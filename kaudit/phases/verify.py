@@ -48,6 +48,11 @@ def run(ctx: UpContext) -> Outcome:
         loki_service=str(ctx.facts.get("loki_service") or "loki"),
         loki_port=int(ctx.facts.get("loki_port") or 3100),
     )
+    if getattr(opts, "collector", None) != "none":
+        from kaudit import cluster_name
+
+        settings.cluster = cluster_name.resolve(ctx)
+    settings.loki_auth = getattr(opts, "loki_auth", None)
     labels = getattr(opts, "labels", None)
     if labels:  # the collector's label fields, when up lets the user choose them
         settings.labels = tuple(name for name in labels if isinstance(name, str))

@@ -7,6 +7,7 @@ Standard library only: this module ships inside the shipper's ConfigMap.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 #: static label every collector sets
@@ -14,6 +15,21 @@ JOB_LABEL = "job"
 DEFAULT_JOB = "kubernetes-audit"
 #: static label carrying the node (control-plane host) name
 NODE_LABEL = "node"
+#: static label naming the cluster (kaudit up --cluster-name): one value per cluster,
+#: so many clusters can share one Loki and stay apart
+CLUSTER_LABEL = "cluster"
+#: a cluster name: short and plain, so it stays one bounded label value and a safe
+#: LogQL/Grafana variable value (Kubernetes' DNS label rule, upper case and dots allowed)
+_CLUSTER_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?\Z")
+
+
+def check_cluster_name(value: str) -> None:
+    """Raise ValueError saying why value cannot be the cluster label's value."""
+    if not isinstance(value, str) or not _CLUSTER_NAME.match(value):
+        raise ValueError(
+            f"{value!r} is not a cluster name: 1 to 63 letters, digits, '.', '_' or '-', "
+            "starting and ending with a letter or digit"
+        )
 
 
 @dataclass(frozen=True)

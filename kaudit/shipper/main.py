@@ -71,6 +71,7 @@ def build_parser(prog: str = "kaudit ship") -> argparse.ArgumentParser:
     p.add_argument("--positions", default="/var/lib/kaudit/positions.json", metavar="FILE",
                    help="where device, inode and acknowledged offset are saved (default: %(default)s)")
     p.add_argument("--label", action="append", type=label, default=[], metavar="K=V", help="static label (repeatable)")
+    p.add_argument("--cluster", default=None, metavar="NAME", help="value of the cluster label (one per cluster sharing a Loki)")
     p.add_argument("--node", default=None, help="value of the node label (default: $NODE_NAME, else the host name)")
     p.add_argument("--dynamic-labels", default=",".join(F.DEFAULT_LABELS), metavar="A,B",
                    help=f"bounded event fields used as labels (default: %(default)s; allowed: {', '.join(sorted(F.ALLOWED_LABELS))}; "
@@ -128,6 +129,13 @@ def main(argv: list[str] | None = None, prog: str = "kaudit ship") -> int:
     dynamic = tuple(x.strip() for x in a.dynamic_labels.split(",") if x.strip())
     node = a.node or os.environ.get("NODE_NAME") or socket.gethostname()
     static = {F.JOB_LABEL: F.DEFAULT_JOB, F.NODE_LABEL: node}
+    if a.cluster is not None:
+        try:
+            F.check_cluster_name(a.cluster)
+        except ValueError as e:
+            _err(f"--cluster: {e}", "use the cluster's short name, e.g. prod-eu")
+            return 2
+        static[F.CLUSTER_LABEL] = a.cluster
     for k, v in a.label:
         if k in F.HIGH_CARDINALITY:
             _err(f"--label {k}={v}: {k!r} names a high-cardinality field", "use another label name")

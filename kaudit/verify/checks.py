@@ -114,6 +114,10 @@ class Settings:
     kubeconfig: Optional[Path] = None
     loki_url: Optional[str] = None
     loki_tenant: Optional[str] = None
+    #: credentials for an existing Loki (kaudit.core.loki_auth.LokiCredentials)
+    loki_auth: Any = None
+    #: the cluster label every audit stream of this cluster must carry (None: not checked)
+    cluster: Optional[str] = None
     loki_namespace: str = "kaudit"
     loki_service: str = "loki"
     loki_port: int = 3100
@@ -481,7 +485,7 @@ def check_loki(ctx: VerifyContext) -> Verdict:
             return failed(e.message, e.hint or "pass --loki-url")
         ctx.port_forward = pf
         via = f" (port-forward to {pf.target})"
-    client = LokiClient(url, timeout=10.0, tenant=s.loki_tenant)
+    client = LokiClient(url, timeout=10.0, tenant=s.loki_tenant, auth=s.loki_auth)
     try:
         state = client.ready()
     except KauditError as e:
@@ -524,15 +528,25 @@ def check_probe(ctx: VerifyContext) -> Verdict:
             data = ctx.loki.query_range(query, start_ns=int((t0 - 300) * 1e9), end_ns=int((time.time() + 60) * 1e9), limit=20)
         except KauditError as e:
             return failed(f"querying Loki for the probe failed: {e.message}", e.hint or "check Loki", probe=name, query=query)
-        event = _probe_event(data, name)
-        if event is not None:
+        found = _probe_event(data, name)
+        if found is not None:
+            event, labels = found
             latency = time.time() - t0
+            if s.cluster is not None and labels.get(F.CLUSTER_LABEL) != s.cluster:
+                got = labels.get(F.CLUSTER_LABEL)
+                return failed(
+                    f"the probe's audit event reached Loki with {F.CLUSTER_LABEL}={got!r}, not {s.cluster!r}"
+                    if got is not None else f"the probe's audit event reached Loki without a {F.CLUSTER_LABEL} label (expected {s.cluster!r})",
+                    "kaudit up --cluster-name NAME --only collector sets it; or pass the cluster's name with --cluster",
+                    probe=name, labels=labels, query=query,
+                )
             return passed(
                 f"audit event of `get configmaps/{name}` queryable after {format_duration(latency)}",
                 probe=name,
                 latency_s=round(latency, 3),
                 audit_id=event.get("auditID"),
                 query=query,
+                **({"cluster": s.cluster} if s.cluster is not None else {}),
             )
         now = time.time()
         if now >= deadline:
@@ -548,16 +562,17 @@ def check_probe(ctx: VerifyContext) -> Verdict:
         delay = min(delay * 1.6, 1.0)  # at most a second late in the reported latency
 
 
-def _probe_event(data: dict, name: str) -> Optional[dict]:
+def _probe_event(data: dict, name: str) -> Optional[tuple[dict, dict]]:
+    """The probe's event and its stream labels."""
     from kaudit.loki_api import stream_entries
 
-    for _ts, line, _labels in stream_entries(data):
+    for _ts, line, labels in stream_entries(data):
         try:
             event = json.loads(line)
         except ValueError:
             continue
         if isinstance(event, dict) and (event.get("objectRef") or {}).get("name") == name:
-            return event
+            return event, labels
     return None
 
 
@@ -574,7 +589,9 @@ def check_labels(ctx: VerifyContext) -> Verdict:
     s = ctx.settings
     from kaudit.query import logql_string
 
-    match = f"{{{F.JOB_LABEL}={logql_string(s.job)}}}"
+    # with a cluster: only this cluster's streams count (several clusters may share the Loki)
+    cluster = f", {F.CLUSTER_LABEL}={logql_string(s.cluster)}" if s.cluster is not None else ""
+    match = f"{{{F.JOB_LABEL}={logql_string(s.job)}{cluster}}}"
     now = time.time()
     try:
         streams = ctx.loki.series(match, start_ns=int((now - 3600) * 1e9), end_ns=int((now + 60) * 1e9))
@@ -585,7 +602,7 @@ def check_labels(ctx: VerifyContext) -> Verdict:
             f"Loki has no stream {match} in the last hour",
             f"the collector must set {F.JOB_LABEL}={s.job}; check its config (kaudit render-promtail)",
         )
-    required = (F.JOB_LABEL, *s.labels)
+    required = (F.JOB_LABEL, *((F.CLUSTER_LABEL,) if s.cluster is not None else ()), *s.labels)
     lacking = {}
     for st in streams:
         for lbl in required:

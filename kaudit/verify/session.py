@@ -76,6 +76,7 @@ def query_rows(
     namespace: str = "kaudit",
     service: str = "loki",
     port: int = 3100,
+    auth=None,
 ):
     """Run the query against Loki (through a port-forward when no URL is given)."""
     from kaudit.loki_api import LokiClient, stream_entries
@@ -88,7 +89,7 @@ def query_rows(
             pf = PortForward(str(kubeconfig) if kubeconfig else None, namespace, service, port)
             loki_url = pf.start()
             ui.detail(f"port-forward to {pf.target} on {loki_url}")
-        client = LokiClient(loki_url, timeout=30.0, tenant=tenant)
+        client = LokiClient(loki_url, timeout=30.0, tenant=tenant, auth=auth)
         try:
             end = time.time_ns()
             data = client.query_range(logql, start_ns=end - int(window_s * 1e9), end_ns=end, limit=limit)

@@ -18,6 +18,10 @@ Loki cannot run on this machine, so this double stands in for it (FACTS.md §5, 
   from ``job``.
 * ``GET /loki/api/v1/labels``, ``/loki/api/v1/label/<name>/values``, ``/loki/api/v1/series``.
 
+With ``basic_auth=(user, password)`` or ``bearer_token=TOKEN`` every request must carry that
+``Authorization`` header or is answered 401, as the nginx gateway in front of a shared Loki
+(the loki chart's gateway with basicAuth, or an ingress) does; ``tls=(cert, key)`` serves https.
+
 Test control: ``fail_next(status, times)`` in-process, or ``POST /_double/fail`` with
 ``{"status": 429, "times": 5}``; ``GET /_double/entries`` returns everything stored.
 
@@ -289,6 +293,8 @@ class LokiDouble:
         auth_enabled: bool = False,
         store_lines: bool = True,
         tls: tuple[str, str] | None = None,
+        basic_auth: tuple[str, str] | None = None,
+        bearer_token: str | None = None,
     ):
         self.version = version
         self.major = int(re.match(r"v?(\d+)", version).group(1))
@@ -300,6 +306,8 @@ class LokiDouble:
         self.auth_enabled = auth_enabled
         self.store_lines = store_lines
         self.tls = tls  # (certfile, keyfile): serve https
+        self.basic_auth = basic_auth
+        self.bearer_token = bearer_token
         self._lock = threading.Lock()
         self._streams: dict[tuple, dict[tuple[int, str], Entry]] = {}
         self._received = 0
@@ -572,7 +580,40 @@ class _Handler(BaseHTTPRequestHandler):
             return t
         return "fake"  # single-tenant Loki ignores the header and uses "fake"
 
+    def _authorized(self) -> bool:
+        """The gateway's check: a missing or wrong Authorization header is a 401 before Loki sees anything."""
+        import base64
+
+        d = self.double
+        if not (d.basic_auth or d.bearer_token):
+            return True
+        given = self.headers.get("Authorization", "")
+        ok = False
+        if d.basic_auth and given.startswith("Basic "):
+            try:
+                ok = base64.b64decode(given[6:]).decode() == f"{d.basic_auth[0]}:{d.basic_auth[1]}"
+            except ValueError:
+                ok = False
+        if d.bearer_token and given == f"Bearer {d.bearer_token}":
+            ok = True
+        if not ok:
+            self.send_response(401)
+            body = b"<html><head><title>401 Authorization Required</title></head></html>\n"
+            if d.basic_auth:
+                self.send_header("WWW-Authenticate", 'Basic realm="Loki"')
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            self.double._record(Request(self.command, urlsplit(self.path).path, Headers(self.headers.items()), 401, 0))
+        return ok
+
     def do_POST(self):
+        if not self._authorized():
+            n = int(self.headers.get("Content-Length") or 0)
+            if n:
+                self.rfile.read(n)
+            return
         u = urlsplit(self.path)
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else b""
@@ -598,6 +639,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(404, "404 page not found")
 
     def do_GET(self):
+        if not self._authorized():
+            return
         u = urlsplit(self.path)
         qs = parse_qs(u.query)
         params = {k: v[-1] for k, v in qs.items()}

@@ -106,7 +106,8 @@ class Cluster:
             self.state["audit"] = {
                 "loki_url": loki_url,
                 "delay_s": delay_s,
-                "labels": labels or {"job": "kubernetes-audit", "node": nodes[0], "audit_level": "Metadata",
+                # as a collector set up with `kaudit up --cluster-name lab` labels the events
+                "labels": labels or {"job": "kubernetes-audit", "cluster": "lab", "node": nodes[0], "audit_level": "Metadata",
                                      "verb": "get", "stage": "ResponseComplete"},
             }
             if audit_log is not None:
