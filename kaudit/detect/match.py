@@ -1,0 +1,345 @@
+"""The in-process backend: rules compiled to Python predicates over decoded Event JSON.
+
+Arrays are matched exactly: ``containers[].securityContext.privileged: true`` holds
+when some container sets it, and ``element`` checks conditions within one element.
+Equality is type-strict (``true`` is not ``1``, ``"403"`` is not ``403``).
+
+Findings are one per rule and auditID (an exec appears as ResponseStarted and
+ResponseComplete; it is one finding with both stages). Aggregate rules count matching
+requests per key in a sliding window and fire once per burst.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+from kaudit.detect.model import Condition, Group, Path, Rule
+
+Pred = Callable[[Any], bool]
+
+
+def resolve(doc: Any, path: Path) -> list:
+    """Every value at path (fanning out over []); missing keys give nothing."""
+    cur = [doc]
+    for seg in path.segments:
+        nxt = []
+        kind = seg[0]
+        for v in cur:
+            if kind == "key":
+                if isinstance(v, dict) and seg[1] in v:
+                    nxt.append(v[seg[1]])
+            elif kind == "each":
+                if isinstance(v, list):
+                    nxt.extend(v)
+            elif isinstance(v, list) and -len(v) <= seg[1] < len(v):
+                nxt.append(v[seg[1]])
+        cur = nxt
+        if not cur:
+            return cur
+    return [v for v in cur if v is not None]
+
+
+def strict_eq(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, str) != isinstance(b, str):
+        return False
+    return a == b
+
+
+def _value_pred(c: Condition) -> Callable[[Any], bool]:
+    """A predicate on one value for the positive form of c's operator."""
+    op, arg = c.op, c.value
+    if op == "eq":
+        return lambda v: strict_eq(v, arg)
+    if op in ("in", "not_in"):
+        hashable = {(type(a), a) for a in arg}
+        return lambda v: (type(v), v) in hashable if not isinstance(v, (list, dict)) else False
+    if op in ("prefix", "not_prefix"):
+        return lambda v: isinstance(v, str) and v.startswith(arg)
+    if op == "contains":
+        return lambda v: isinstance(v, str) and any(a in v for a in arg)
+    if op == "element":
+        inner = compile_group(arg)
+        return lambda v: isinstance(v, dict) and inner(v)
+    raise ValueError(op)
+
+
+def compile_condition(c: Condition) -> Pred:
+    path = c.path
+    if c.op == "exists":
+        want = c.value
+        return lambda doc: bool(resolve(doc, path)) == want
+    if c.op == "element":
+        # the path ends in []: match each element
+        parent = Path(path.text, path.segments[:-1])
+        inner = compile_group(c.value)
+
+        def element(doc):
+            for arr in resolve(doc, parent):
+                if isinstance(arr, list) and any(isinstance(e, dict) and inner(e) for e in arr):
+                    return True
+            return False
+
+        return element
+    vp = _value_pred(c)
+    # fast path for plain top-level or nested keys: no list building
+    if not path.has_array:
+        keys = path.keys
+
+        def get(doc):
+            cur = doc
+            for k in keys:
+                if not isinstance(cur, dict):
+                    return None
+                cur = cur.get(k)
+                if cur is None:
+                    return None
+            return cur
+
+        if c.negative:
+            return lambda doc: (lambda v: v is None or not vp(v))(get(doc))
+        return lambda doc: (lambda v: v is not None and vp(v))(get(doc))
+    if c.negative:
+        return lambda doc: not any(vp(v) for v in resolve(doc, path))
+    return lambda doc: any(vp(v) for v in resolve(doc, path))
+
+
+def compile_group(g: Group) -> Pred:
+    preds = [compile_condition(c) for c in g.conditions]
+    anys = [compile_group(a) for a in g.any]
+
+    def group(doc):
+        for p in preds:
+            if not p(doc):
+                return False
+        return not anys or any(a(doc) for a in anys)
+
+    return group
+
+
+def compile_rule(rule: Rule) -> Pred:
+    when = compile_group(rule.when)
+    unless = [compile_group(g) for g in rule.unless]
+    stages = frozenset(rule.stages)
+
+    def pred(event):
+        if stages and event.get("stage") not in stages:
+            return False
+        if not when(event):
+            return False
+        return not any(u(event) for u in unless)
+
+    return pred
+
+
+# -- events and findings ---------------------------------------------------------------
+def event_time(event: dict) -> str:
+    """The event's time as written (RFC3339): stageTimestamp, then the older fields."""
+    for key in ("stageTimestamp", "requestReceivedTimestamp", "timestamp"):
+        v = event.get(key)
+        if isinstance(v, str) and v:
+            return v
+    meta = event.get("metadata")
+    if isinstance(meta, dict) and isinstance(meta.get("creationTimestamp"), str):
+        return meta["creationTimestamp"]
+    return ""
+
+
+def parse_time(text: str) -> float:
+    """Seconds since the epoch for an RFC3339 time (nanoseconds cut to micro); 0 when absent."""
+    if not text:
+        return 0.0
+    t = text.replace("Z", "+00:00")
+    if "." in t:
+        head, rest = t.split(".", 1)
+        digits = "".join(ch for ch in rest if ch.isdigit())
+        zone = rest[len(digits):]
+        t = f"{head}.{digits[:6].ljust(6, '0')}{zone}"
+    try:
+        return datetime.fromisoformat(t).timestamp()
+    except ValueError:
+        return 0.0
+
+
+@dataclass
+class Hit:
+    """One event a rule matched, with what a responder needs to see."""
+
+    time: str
+    audit_id: str
+    user: str
+    impersonated: str
+    source_ips: tuple[str, ...]
+    user_agent: str
+    verb: str
+    resource: str
+    namespace: str
+    name: str
+    uri: str
+    code: Optional[int]
+    decision: str
+    stages: list[str] = field(default_factory=list)
+    location: str = ""  # file:line
+
+    @property
+    def what(self) -> str:
+        return f"{self.verb} {self.resource or self.uri}"
+
+    @property
+    def where(self) -> str:
+        return "/".join(p for p in (self.namespace, self.name) if p)
+
+
+def hit_from_event(event: dict, location: str = "") -> Hit:
+    user = event.get("user") if isinstance(event.get("user"), dict) else {}
+    imp = event.get("impersonatedUser") if isinstance(event.get("impersonatedUser"), dict) else {}
+    ref = event.get("objectRef") if isinstance(event.get("objectRef"), dict) else {}
+    status = event.get("responseStatus") if isinstance(event.get("responseStatus"), dict) else {}
+    ann = event.get("annotations") if isinstance(event.get("annotations"), dict) else {}
+    resource = str(ref.get("resource") or "")
+    if ref.get("subresource"):
+        resource += "/" + str(ref["subresource"])
+    code = status.get("code")
+    return Hit(
+        time=event_time(event),
+        audit_id=str(event.get("auditID") or ""),
+        user=str(user.get("username") or ""),
+        impersonated=str(imp.get("username") or ""),
+        source_ips=tuple(str(ip) for ip in (event.get("sourceIPs") or []) if isinstance(ip, str)),
+        user_agent=str(event.get("userAgent") or ""),
+        verb=str(event.get("verb") or ""),
+        resource=resource,
+        namespace=str(ref.get("namespace") or ""),
+        name=str(ref.get("name") or ""),
+        uri=str(event.get("requestURI") or ""),
+        code=code if isinstance(code, int) and not isinstance(code, bool) else None,
+        decision=str(ann.get("authorization.k8s.io/decision") or ""),
+        stages=[str(event.get("stage") or "")],
+        location=location,
+    )
+
+
+@dataclass
+class Finding:
+    """A rule that fired: one request, or (aggregate rules) one burst of requests from one key."""
+
+    rule: Rule
+    hits: list[Hit]
+    key: tuple[str, ...] = ()  # aggregate rules: the grouping values
+    count: int = 1
+
+    @property
+    def time(self) -> str:
+        return max((h.time for h in self.hits), default="")
+
+    @property
+    def audit_ids(self) -> list[str]:
+        return [h.audit_id for h in self.hits]
+
+
+def _key(event: dict, paths) -> tuple[str, ...]:
+    out = []
+    for p in paths:
+        vals = resolve(event, p)
+        out.append(str(vals[0]) if vals else "")
+    return tuple(out)
+
+
+class Detector:
+    """Feed decoded events; collect findings. Events may arrive in any order:
+    aggregate rules sort their matches by time before counting."""
+
+    def __init__(self, rules: Iterable[Rule]):
+        self.rules = list(rules)
+        self._compiled = [(r, compile_rule(r)) for r in self.rules]
+        self._single: dict[str, dict[str, Finding]] = {r.id: {} for r in self.rules if r.aggregate is None}
+        self._agg: dict[str, list[tuple[float, tuple, Hit]]] = {r.id: [] for r in self.rules if r.aggregate}
+        self.events = 0
+
+    def feed(self, event: dict, location: str = "") -> None:
+        self.events += 1
+        hit: Optional[Hit] = None
+        for rule, pred in self._compiled:
+            if not pred(event):
+                continue
+            if hit is None:
+                hit = hit_from_event(event, location)
+            if rule.aggregate is None:
+                seen = self._single[rule.id]
+                prev = seen.get(hit.audit_id) if hit.audit_id else None
+                if prev is not None:
+                    if hit.stages[0] not in prev.hits[0].stages:
+                        prev.hits[0].stages.append(hit.stages[0])
+                    continue
+                seen[hit.audit_id or f"#{len(seen)}"] = Finding(rule, [Hit(**{**hit.__dict__, "stages": list(hit.stages)})])
+            else:
+                self._agg[rule.id].append((parse_time(hit.time), _key(event, rule.aggregate.by), hit))
+
+    def findings(self) -> list[Finding]:
+        out: list[Finding] = []
+        for rule in self.rules:
+            if rule.aggregate is None:
+                out.extend(self._single[rule.id].values())
+            else:
+                out.extend(self._bursts(rule))
+        return out
+
+    def _bursts(self, rule: Rule) -> list[Finding]:
+        """Per key: fire when `threshold` matching requests (distinct auditIDs) fall within
+        `window`; the finding keeps growing while requests keep coming within the window."""
+        agg = rule.aggregate
+        per_key: dict[tuple, list[tuple[float, Hit]]] = {}
+        seen: set[tuple] = set()
+        for ts, key, hit in sorted(self._agg[rule.id], key=lambda x: x[0]):
+            ident = (key, hit.audit_id)
+            if hit.audit_id and ident in seen:
+                continue
+            seen.add(ident)
+            per_key.setdefault(key, []).append((ts, hit))
+        out = []
+        for key, items in per_key.items():
+            window: deque = deque()
+            current: Optional[Finding] = None
+            last = None
+            for ts, hit in items:
+                window.append((ts, hit))
+                while window and ts - window[0][0] > agg.window_s:
+                    window.popleft()
+                if current is not None and last is not None and ts - last <= agg.window_s:
+                    current.hits.append(hit)
+                    current.count += 1
+                    last = ts
+                    continue
+                current = None
+                if len(window) >= agg.threshold:
+                    current = Finding(rule, [h for _, h in window], key=key, count=len(window))
+                    out.append(current)
+                    last = ts
+        return out
+
+
+def iter_events(lines: Iterable[tuple[str, str]]) -> Iterator[tuple[dict, str]]:
+    """Decode (location, line) pairs; lines that are not audit Events are skipped."""
+    loads = json.loads
+    for loc, line in lines:
+        if not line or line.isspace():
+            continue
+        try:
+            event = loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("kind") == "Event":
+            yield event, loc
+
+
+def detect(rules: Iterable[Rule], lines: Iterable[tuple[str, str]]) -> tuple[list[Finding], int]:
+    """Run every rule over the lines; findings and the number of events read."""
+    det = Detector(rules)
+    for event, loc in iter_events(lines):
+        det.feed(event, loc)
+    return det.findings(), det.events
