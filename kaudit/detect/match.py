@@ -252,23 +252,41 @@ def _key(event: dict, paths) -> tuple[str, ...]:
 
 class Detector:
     """Feed decoded events; collect findings. Events may arrive in any order:
-    aggregate rules sort their matches by time before counting."""
+    aggregate rules sort their matches by time before counting.
+
+    Rules are dispatched on (verb, objectRef.resource): the rules whose top-level
+    conditions admit a pair are worked out once per pair, so an event is only
+    offered to the few rules that can match it."""
 
     def __init__(self, rules: Iterable[Rule]):
         self.rules = list(rules)
-        self._compiled = [(r, compile_rule(r)) for r in self.rules]
+        self._compiled = [(r, compile_rule(r), _admits(r)) for r in self.rules]
+        self._dispatch: dict[tuple, list] = {}
         self._single: dict[str, dict[str, Finding]] = {r.id: {} for r in self.rules if r.aggregate is None}
         self._agg: dict[str, list[tuple[float, tuple, Hit]]] = {r.id: [] for r in self.rules if r.aggregate}
         self.events = 0
 
-    def feed(self, event: dict, location: str = "") -> None:
+    def _candidates(self, event: dict) -> list:
+        ref = event.get("objectRef")
+        key = (event.get("verb"), ref.get("resource") if isinstance(ref, dict) else None)
+        try:
+            return self._dispatch[key]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable verb or resource: offer it to every rule
+            return self._compiled
+        out = [c for c in self._compiled if c[2](*key)]
+        self._dispatch[key] = out
+        return out
+
+    def feed(self, event: dict, source: str = "", line: int = 0) -> None:
         self.events += 1
         hit: Optional[Hit] = None
-        for rule, pred in self._compiled:
+        for rule, pred, _ in self._candidates(event):
             if not pred(event):
                 continue
             if hit is None:
-                hit = hit_from_event(event, location)
+                hit = hit_from_event(event, f"{source}:{line}" if source else "")
             if rule.aggregate is None:
                 seen = self._single[rule.id]
                 prev = seen.get(hit.audit_id) if hit.audit_id else None
@@ -323,23 +341,36 @@ class Detector:
         return out
 
 
-def iter_events(lines: Iterable[tuple[str, str]]) -> Iterator[tuple[dict, str]]:
-    """Decode (location, line) pairs; lines that are not audit Events are skipped."""
-    loads = json.loads
-    for loc, line in lines:
-        if not line or line.isspace():
+def _admits(rule: Rule) -> Callable[[Any, Any], bool]:
+    """A cheap test on (verb, resource) that every event the rule matches passes."""
+    verbs = resources = None
+    for c in rule.when.conditions:
+        if c.op not in ("eq", "in"):
             continue
+        vals = frozenset([c.value] if c.op == "eq" else c.value)
+        if c.path.text == "verb":
+            verbs = vals
+        elif c.path.text == "objectRef.resource":
+            resources = vals
+    return lambda verb, resource: (verbs is None or verb in verbs) and (resources is None or resource in resources)
+
+
+def iter_events(lines: Iterable[tuple[str, int, str]]) -> Iterator[tuple[dict, str, int]]:
+    """Decode (source, line number, text) triples; lines that are not audit Events are skipped."""
+    loads = json.loads
+    for source, n, line in lines:
         try:
             event = loads(line)
         except ValueError:
             continue
-        if isinstance(event, dict) and event.get("kind") == "Event":
-            yield event, loc
+        if type(event) is dict and event.get("kind") == "Event":
+            yield event, source, n
 
 
-def detect(rules: Iterable[Rule], lines: Iterable[tuple[str, str]]) -> tuple[list[Finding], int]:
+def detect(rules: Iterable[Rule], lines: Iterable[tuple[str, int, str]]) -> tuple[list[Finding], int]:
     """Run every rule over the lines; findings and the number of events read."""
     det = Detector(rules)
-    for event, loc in iter_events(lines):
-        det.feed(event, loc)
+    feed = det.feed
+    for event, source, n in iter_events(lines):
+        feed(event, source, n)
     return det.findings(), det.events
