@@ -547,7 +547,7 @@ class LokiDouble:
         start = _parse_time(params.get("start"), end - 3600 * NS)
         step = params.get("step") or "60"
         step_ns = int(float(step.rstrip("s")) * NS)
-        entries = [(e.ts, {**self._visible_labels(e), **e.metadata}, e.line) for e in self.entries()]
+        entries = [(e.ts, {**self._visible_labels(e), **e.structured_metadata}, e.line) for e in self.entries()]
         return {"status": "success", "data": {"resultType": "matrix", "result": q.matrix(entries, start, end, step_ns)}}
 
     def _visible_labels(self, e: Entry) -> dict[str, str]:
