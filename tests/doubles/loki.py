@@ -491,13 +491,18 @@ class LokiDouble:
     # -- query
     def query_range(self, params: dict[str, str], categorize: bool = False) -> dict:
         text = params.get("query", "")
-        if not text.lstrip().startswith("{"):
+        if text.lstrip().startswith("sum"):
             return self._metric_range(params)
         try:
             q = Query.parse(text)
-        except LogQLError:
+        except LogQLError as e:
+            if "queries require" in str(e):
+                raise
             # json parameters and label filter expressions: the fuller evaluator beside this file
-            q = _logql().LogQuery.of(text)
+            try:
+                q = _logql().LogQuery.of(text)
+            except _logql().LogQLError:
+                raise e from None
         now = time.time_ns()
         end = _parse_time(params.get("end"), now)
         start = _parse_time(params.get("start"), end - 3600 * NS)
