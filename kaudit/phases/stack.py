@@ -15,6 +15,7 @@ from kaudit.core import render
 from kaudit.errors import UsageError
 from kaudit.helm import Applied, Helm, Kubectl, parse_timeout, upgrade_install_argv
 from kaudit.hosts.base import display_command
+from kaudit.phases import detect as detect_phase
 from kaudit.workflow import Outcome, UpContext
 
 
@@ -67,6 +68,7 @@ def run(ctx: UpContext) -> Outcome:
     # render everything first: a template problem stops the phase before anything runs
     values_text = render.stack_values(stack, namespace)
     values = {rel: render.parse_yaml(text, f"{rel} values") for rel, text in values_text.items()}
+    values = detect_phase.with_ruler(ctx, stack, values)  # the Loki ruler, unless --no-detect
     dashboard = render.parse_yaml(render.render_dashboard_configmap(namespace), "dashboard ConfigMap")
     record_facts(ctx, stack, namespace)
 
