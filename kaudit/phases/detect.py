@@ -20,7 +20,7 @@ from typing import Any
 
 from kaudit import charts
 from kaudit.core import render
-from kaudit.errors import UsageError
+from kaudit.errors import KauditError, UsageError
 from kaudit.helm import Kubectl
 from kaudit.workflow import Outcome, UpContext
 
@@ -119,12 +119,19 @@ def objects(namespace: str, rules) -> list[dict]:
 
 
 # -- side effects --------------------------------------------------------------------------
-def _delete(ctx: UpContext, namespace: str) -> list[str]:
+def _delete(ctx: UpContext, namespace: str) -> list[str] | None:
+    """kubectl delete both ConfigMaps; the lines kubectl printed, or None without kubectl."""
     kubeconfig = ctx.kubeconfig or getattr(ctx.options, "kubeconfig", None)
     kc = ["--kubeconfig", str(kubeconfig)] if kubeconfig else []
     names = [f"{k}/{n}" for k, n in OBJECTS]
-    r = ctx.local.run(["kubectl", *kc, "delete", *names, "-n", namespace, "--ignore-not-found"], sudo=False, timeout=120,
-                      hint=f"run kubectl delete {' '.join(names)} -n {namespace} by hand to see why")
+    argv = ["kubectl", *kc, "delete", *names, "-n", namespace, "--ignore-not-found"]
+    r = ctx.local.run(argv, sudo=False, timeout=120, check=False)
+    if r.returncode == 127:
+        return None
+    if not r.ok:
+        raise KauditError(f"kubectl could not delete {', '.join(names)}: {(r.err or r.out).strip().splitlines()[-1:] or ['exit ' + str(r.returncode)]}",
+                          f"run kubectl delete {' '.join(names)} -n {namespace} by hand to see why")
+    # kubectl prints `configmap "kaudit-loki-rules" deleted` per object it deleted
     return [line.strip() for line in r.out.splitlines() if line.strip().endswith("deleted")]
 
 
@@ -134,7 +141,7 @@ def run(ctx: UpContext) -> Outcome:
     if not enabled(ctx):
         if ctx.dry_run:
             return Outcome.skipped("--no-detect: no rules in the Loki ruler")
-        gone = _delete(ctx, namespace) if ctx.local.which("kubectl") else []
+        gone = _delete(ctx, namespace) or []
         return Outcome.changed("--no-detect: removed " + ", ".join(gone)) if gone else Outcome.skipped("--no-detect: no rules in the Loki ruler")
     if getattr(ctx.options, "loki_url", None):
         return Outcome.skipped("--loki-url: kaudit did not install this Loki; load `kaudit detect --list --logql` rules into its ruler yourself")
@@ -160,7 +167,7 @@ def run_down(ctx: UpContext) -> Outcome:
     namespace = str(getattr(ctx.options, "namespace", None) or charts.NAMESPACE)
     if ctx.dry_run:
         return Outcome.planned(f"would run: kubectl delete {' '.join(f'{k}/{n}' for k, n in OBJECTS)} -n {namespace} --ignore-not-found")
-    if not ctx.local.which("kubectl"):
-        return Outcome.skipped("kubectl is not installed here; delete configmap/" + RULES_CONFIGMAP + " and configmap/" + DASHBOARD_CONFIGMAP + " by hand")
     gone = _delete(ctx, namespace)
+    if gone is None:
+        return Outcome.skipped(f"kubectl is not installed here; delete configmap/{RULES_CONFIGMAP} and configmap/{DASHBOARD_CONFIGMAP} by hand")
     return Outcome.changed("deleted " + ", ".join(gone)) if gone else Outcome.unchanged("no detection rules installed")
