@@ -183,3 +183,57 @@ def test_overlay_keys_exist_in_the_chart_values(stack_name, chart, version, unde
         for k in path:
             assert isinstance(cur, dict) and k in cur, f"{'.'.join(path)} is not a key of {chart} {version} values.yaml"
             cur = cur[k]
+
+
+HELM = os.environ.get("KAUDIT_HELM_BIN")
+
+
+def _chart_dir(name: str, versions) -> Path:
+    for chart_yaml in sorted(Path(CHARTS_DIR).glob("*/Chart.yaml")):
+        meta = yaml(chart_yaml.read_text())
+        if meta.get("name") == name and versions(str(meta.get("version"))):
+            return chart_yaml.parent
+    pytest.skip(f"no {name} chart of a fitting version under KAUDIT_CHARTS_DIR")
+
+
+@pytest.mark.skipif(not (HELM and CHARTS_DIR), reason="set KAUDIT_HELM_BIN and KAUDIT_CHARTS_DIR to render the charts with a real helm")
+@pytest.mark.parametrize("stack_name", ["loki-stack", "loki"])
+def test_real_helm_renders_the_ruler_and_the_rules_mount(stack_name, tmp_path):
+    """helm template of the pinned chart (the community chart: the pinned version, else a 13.x or
+    newer one) with exactly the values kaudit installs: the ruler config reaches Loki's config and
+    the rules ConfigMap is mounted, optional, in the tenant directory."""
+    import base64
+    import subprocess
+
+    from kaudit.core import render
+
+    if stack_name == "loki-stack":
+        chart = _chart_dir("loki-stack", lambda v: v == charts.LOKI_STACK.version)
+    else:
+        chart = _chart_dir("loki", lambda v: v == charts.LOKI.version) if any(
+            yaml(p.read_text()).get("version") == charts.LOKI.version for p in Path(CHARTS_DIR).glob("*/Chart.yaml")
+        ) else _chart_dir("loki", lambda v: int(v.split(".")[0]) >= 13)
+    values = {rel: yaml(t) for rel, t in render.stack_values(stack_name, "kaudit").items()}
+    merged = detect.with_ruler(SimpleNamespace(options=opts(stack=stack_name)), stack_name, values)["loki"]
+    vf = tmp_path / "values.json"
+    vf.write_text(json.dumps(merged))
+    cp = subprocess.run([HELM, "template", "loki", str(chart), "--kube-version", "1.36.0", "--namespace", "kaudit", "-f", str(vf)],
+                        capture_output=True, text=True, timeout=120)
+    assert cp.returncode == 0, cp.stderr
+    docs = [d for d in YAML(typ="safe", pure=True).load_all(cp.stdout) if d]
+    (sts,) = [d for d in docs if d["kind"] == "StatefulSet" and d["metadata"]["name"] == "loki"]
+    pod = sts["spec"]["template"]["spec"]
+    (vol,) = [v for v in pod["volumes"] if v["name"] == "kaudit-rules"]
+    assert vol["configMap"] == {"name": detect.RULES_CONFIGMAP, "optional": True}
+    loki = next(c for c in pod["containers"] if c["name"] == "loki")
+    (mount,) = [m for m in loki["volumeMounts"] if m["name"] == "kaudit-rules"]
+    rules_dir = detect.RULES_DIR[stack_name]
+    assert mount["mountPath"] == f"{rules_dir}/{detect.TENANT}"
+    if stack_name == "loki-stack":
+        secret = next(d for d in docs if d["kind"] == "Secret" and "loki.yaml" in d.get("data", {}))
+        config = yaml(base64.b64decode(secret["data"]["loki.yaml"]).decode())
+    else:
+        cm = next(d for d in docs if d["kind"] == "ConfigMap" and "config.yaml" in d.get("data", {}))
+        config = yaml(cm["data"]["config.yaml"])
+    assert config["ruler"]["storage"] == {"type": "local", "local": {"directory": rules_dir}}
+    assert config["ruler"]["enable_api"] is True
