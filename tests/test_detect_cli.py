@@ -223,3 +223,25 @@ def test_retro_hunt_names_the_url_when_loki_is_down(cli):
         url = loki.url
     r = cli(["detect", "--loki-url", url, "--since", "1h"])
     assert r.code == 1 and url in r.err and "hint:" in r.err
+
+
+def test_rule_cache_is_used_and_follows_the_pack(tmp_path, monkeypatch):
+    """The packaged rules are parsed once and then read from the cache; a cache that is
+    not JSON is ignored; a changed pack gets a new cache file."""
+    from kaudit.detect import cache, model
+
+    monkeypatch.setenv("KAUDIT_CACHE_DIR", str(tmp_path))
+    first = cache.packaged_rules()
+    (path,) = tmp_path.glob("rules-*.json")
+    assert [r.id for r in first] == [r.id for r in model.rule_pack()]
+    assert [r.source for r in first] == [r.source for r in model.rule_pack()]
+    assert cache.packaged_rules() == first  # from the cache: same rules, equal
+    path.write_text("{not json")
+    assert cache.packaged_rules() == first
+    files = model.packaged_rule_files()
+    monkeypatch.setattr(cache, "packaged_rule_files", lambda: files[:1])
+    fewer = cache.packaged_rules()
+    assert len(fewer) < len(first) and len(list(tmp_path.glob("rules-*.json"))) == 2
+    monkeypatch.setenv("KAUDIT_CACHE_DIR", "off")
+    monkeypatch.setattr(cache, "packaged_rule_files", lambda: files)
+    assert cache.packaged_rules() == first

@@ -130,10 +130,11 @@ def detect(
     Example: kaudit detect --log /var/log/kubernetes-audit/
     """
     from kaudit.cli import state
+    from kaudit.detect.cache import packaged_rules
     from kaudit.detect.model import rule_pack
 
     ui = state(ctx).ui
-    rules = rule_pack(_rule_files(rules_files), _split(disable))
+    rules = rule_pack(_rule_files(rules_files), _split(disable), packaged=packaged_rules())
     if list_rules:
         name, pol = _policy(profile, policy_file)
         return _list(rules, name, pol, output, logql)

@@ -49,17 +49,18 @@ def _open(path: Path) -> BinaryIO:
     return raw
 
 
-def _lines(source: str, fh: BinaryIO) -> Iterator[tuple[str, int, str]]:
+def _lines(source: str, fh: BinaryIO) -> Iterator[tuple[str, int, bytes]]:
+    """Raw lines: json.loads reads bytes (UTF-8) itself, so nothing is decoded here."""
     n = 0
     try:
         for raw in fh:
             n += 1
-            yield source, n, raw.decode("utf-8", "replace")
+            yield source, n, raw
     except (OSError, EOFError, gzip.BadGzipFile) as e:
         raise KauditError(f"{source}:{n + 1}: cannot read: {e}", "the file may be truncated or not gzip; the lines before it were read") from None
 
 
-def read_lines(targets: list[str]) -> Iterator[tuple[str, int, str]]:
+def read_lines(targets: list[str]) -> Iterator[tuple[str, int, bytes]]:
     """Every line of every target ("-" is stdin, gzip or not)."""
     for target in targets:
         if target == "-":

@@ -52,27 +52,79 @@ def strict_eq(a: Any, b: Any) -> bool:
 
 
 def _value_pred(c: Condition) -> Callable[[Any], bool]:
-    """A predicate on one value for the positive form of c's operator."""
+    """A predicate on one value for the positive form of c's operator (type-strict)."""
     op, arg = c.op, c.value
     if op == "eq":
-        return lambda v: strict_eq(v, arg)
+        if isinstance(arg, str):
+            return lambda v: v == arg  # a str never equals a non-str
+        if isinstance(arg, bool):
+            return lambda v: v is arg
+        if arg is None:
+            return lambda v: False  # missing and null values are never there
+        kind = type(arg)
+        return lambda v: type(v) is kind and v == arg
     if op in ("in", "not_in"):
-        hashable = {(type(a), a) for a in arg}
-        return lambda v: (type(v), v) in hashable if not isinstance(v, (list, dict)) else False
+        kinds = {type(a) for a in arg}
+        if kinds == {str}:
+            strs = frozenset(arg)
+            return lambda v: type(v) is str and v in strs
+        hashable = frozenset((type(a), a) for a in arg)
+        return lambda v: not isinstance(v, (list, dict)) and (type(v), v) in hashable
     if op in ("prefix", "not_prefix"):
-        return lambda v: isinstance(v, str) and v.startswith(arg)
+        return lambda v: type(v) is str and v.startswith(arg)
     if op == "contains":
-        return lambda v: isinstance(v, str) and any(a in v for a in arg)
+        return lambda v: type(v) is str and any(a in v for a in arg)
     if op == "element":
         inner = compile_group(arg)
-        return lambda v: isinstance(v, dict) and inner(v)
+        return lambda v: type(v) is dict and inner(v)
     raise ValueError(op)
+
+
+def _getter(keys: tuple[str, ...]) -> Callable[[Any], Any]:
+    """The value at a path of plain keys, or None; unrolled for the usual depths."""
+    if len(keys) == 1:
+        (k1,) = keys
+        return lambda doc: doc.get(k1)
+    if len(keys) == 2:
+        k1, k2 = keys
+
+        def get2(doc):
+            d = doc.get(k1)
+            return d.get(k2) if type(d) is dict else None
+
+        return get2
+    if len(keys) == 3:
+        k1, k2, k3 = keys
+
+        def get3(doc):
+            d = doc.get(k1)
+            if type(d) is not dict:
+                return None
+            d = d.get(k2)
+            return d.get(k3) if type(d) is dict else None
+
+        return get3
+
+    def get(doc):
+        cur = doc
+        for k in keys:
+            if type(cur) is not dict:
+                return None
+            cur = cur.get(k)
+            if cur is None:
+                return None
+        return cur
+
+    return get
 
 
 def compile_condition(c: Condition) -> Pred:
     path = c.path
     if c.op == "exists":
         want = c.value
+        if not path.has_array:
+            get = _getter(path.keys)
+            return (lambda doc: get(doc) is not None) if want else (lambda doc: get(doc) is None)
         return lambda doc: bool(resolve(doc, path)) == want
     if c.op == "element":
         # the path ends in []: match each element
@@ -87,52 +139,61 @@ def compile_condition(c: Condition) -> Pred:
 
         return element
     vp = _value_pred(c)
-    # fast path for plain top-level or nested keys: no list building
     if not path.has_array:
-        keys = path.keys
-
-        def get(doc):
-            cur = doc
-            for k in keys:
-                if not isinstance(cur, dict):
-                    return None
-                cur = cur.get(k)
-                if cur is None:
-                    return None
-            return cur
-
+        get = _getter(path.keys)
         if c.negative:
-            return lambda doc: (lambda v: v is None or not vp(v))(get(doc))
-        return lambda doc: (lambda v: v is not None and vp(v))(get(doc))
+            def negative(doc):
+                v = get(doc)
+                return v is None or not vp(v)
+
+            return negative
+
+        def positive(doc):
+            v = get(doc)
+            return v is not None and vp(v)
+
+        return positive
     if c.negative:
         return lambda doc: not any(vp(v) for v in resolve(doc, path))
     return lambda doc: any(vp(v) for v in resolve(doc, path))
 
 
 def compile_group(g: Group) -> Pred:
-    preds = [compile_condition(c) for c in g.conditions]
-    anys = [compile_group(a) for a in g.any]
+    preds = tuple(compile_condition(c) for c in g.conditions)
+    anys = tuple(compile_group(a) for a in g.any)
+    if len(preds) == 1 and not anys:
+        return preds[0]
 
     def group(doc):
         for p in preds:
             if not p(doc):
                 return False
-        return not anys or any(a(doc) for a in anys)
+        if not anys:
+            return True
+        for a in anys:
+            if a(doc):
+                return True
+        return False
 
     return group
 
 
 def compile_rule(rule: Rule) -> Pred:
     when = compile_group(rule.when)
-    unless = [compile_group(g) for g in rule.unless]
+    unless = tuple(compile_group(g) for g in rule.unless)
     stages = frozenset(rule.stages)
+    if not stages and not unless:
+        return when
 
     def pred(event):
         if stages and event.get("stage") not in stages:
             return False
         if not when(event):
             return False
-        return not any(u(event) for u in unless)
+        for u in unless:
+            if u(event):
+                return False
+        return True
 
     return pred
 
@@ -279,10 +340,10 @@ class Detector:
         self._dispatch[key] = out
         return out
 
-    def feed(self, event: dict, source: str = "", line: int = 0) -> None:
+    def feed(self, event: dict, source: str = "", line: int = 0, todo: Optional[list] = None) -> None:
         self.events += 1
         hit: Optional[Hit] = None
-        for rule, pred, _ in self._candidates(event):
+        for rule, pred, _ in (self._candidates(event) if todo is None else todo):
             if not pred(event):
                 continue
             if hit is None:
@@ -355,22 +416,42 @@ def _admits(rule: Rule) -> Callable[[Any, Any], bool]:
     return lambda verb, resource: (verbs is None or verb in verbs) and (resources is None or resource in resources)
 
 
-def iter_events(lines: Iterable[tuple[str, int, str]]) -> Iterator[tuple[dict, str, int]]:
-    """Decode (source, line number, text) triples; lines that are not audit Events are skipped."""
+def iter_events(lines: Iterable[tuple[str, int, Any]]) -> Iterator[tuple[dict, str, int]]:
+    """Decode (source, line number, text or bytes) triples; lines that are not audit Events are skipped."""
     loads = json.loads
     for source, n, line in lines:
         try:
             event = loads(line)
-        except ValueError:
+        except ValueError:  # UnicodeDecodeError and JSONDecodeError both are
             continue
         if type(event) is dict and event.get("kind") == "Event":
             yield event, source, n
 
 
-def detect(rules: Iterable[Rule], lines: Iterable[tuple[str, int, str]]) -> tuple[list[Finding], int]:
-    """Run every rule over the lines; findings and the number of events read."""
+def detect(rules: Iterable[Rule], lines: Iterable[tuple[str, int, Any]]) -> tuple[list[Finding], int]:
+    """Run every rule over the lines; findings and the number of events read.
+    The loop is the hot path: it picks the candidate rules itself and calls feed()
+    only for events some rule may match."""
     det = Detector(rules)
     feed = det.feed
-    for event, source, n in iter_events(lines):
-        feed(event, source, n)
-    return det.findings(), det.events
+    dispatch = det._dispatch
+    candidates = det._candidates
+    loads = json.loads
+    events = 0
+    for source, n, line in lines:
+        try:
+            event = loads(line)
+        except ValueError:
+            continue
+        if type(event) is not dict or event.get("kind") != "Event":
+            continue
+        events += 1
+        ref = event.get("objectRef")
+        try:
+            todo = dispatch[(event.get("verb"), ref.get("resource") if type(ref) is dict else None)]
+        except (KeyError, TypeError):
+            todo = candidates(event)
+        if todo:
+            feed(event, source, n, todo)
+    det.events = events
+    return det.findings(), events

@@ -182,6 +182,18 @@ def _scalar(v: Any) -> bool:
     return v is None or isinstance(v, (str, int, float, bool))
 
 
+def _plain(v: Any) -> Any:
+    """ruamel's round-trip scalars (ScalarInt, ScalarFloat, ...) as plain Python values,
+    so matching is by value and type, not by subclass."""
+    if v is None or isinstance(v, bool):
+        return v
+    if isinstance(v, int):
+        return int(v)
+    if isinstance(v, float):
+        return float(v)
+    return str(v)
+
+
 class _Loader:
     def __init__(self, source: str):
         self.source = source
@@ -207,7 +219,7 @@ class _Loader:
         if isinstance(raw, list):
             if not raw or not all(_scalar(v) for v in raw):
                 raise self.fail(node, key, rid, fld, "a list means 'one of' and must hold scalars")
-            return Condition(path, "in", tuple(raw))
+            return Condition(path, "in", tuple(_plain(v) for v in raw))
         if isinstance(raw, dict):
             if len(raw) != 1:
                 raise self.fail(node, key, rid, fld, f"an operator mapping has exactly one key, one of {', '.join(OPS)}")
@@ -230,9 +242,9 @@ class _Loader:
                 raise self.fail(raw, op, rid, sub, "takes a scalar or a list of scalars")
             if op in ("prefix", "not_prefix", "contains") and not all(isinstance(v, str) for v in values):
                 raise self.fail(raw, op, rid, sub, f"{op} compares strings; quote the value")
-            return Condition(path, op, tuple(values))
+            return Condition(path, op, tuple(_plain(v) for v in values))
         if _scalar(raw):
-            return Condition(path, "eq", raw)
+            return Condition(path, "eq", _plain(raw))
         raise self.fail(node, key, rid, fld, f"unsupported matcher {raw!r}")
 
     def group(self, node: Any, rid: str, fld: str) -> Group:
@@ -314,7 +326,7 @@ class _Loader:
         t = node["threshold"]
         if not isinstance(t, int) or isinstance(t, bool) or t < 2:
             raise self.fail(node, "threshold", rid, "aggregate.threshold", "a whole number of events, at least 2")
-        return Aggregate(tuple(paths), seconds, str(node["window"]), t)
+        return Aggregate(tuple(paths), seconds, str(node["window"]), int(t))
 
     def check_labels(self, node: Any, rule: Rule) -> None:
         """verb/stage/level are stream labels in Loki: matched only at the top of `when`
@@ -371,13 +383,41 @@ def packaged_rule_files() -> list[tuple[str, str]]:
             for p in sorted(root.iterdir(), key=lambda p: p.name) if p.name.endswith(".yaml")]
 
 
-def rule_pack(extra: tuple[tuple[str, str], ...] = (), disable: tuple[str, ...] = ()) -> list[Rule]:
-    """The packaged rules plus users' rule files (name, text), minus disabled ids.
-    A user rule with a packaged id replaces it; an unknown --disable id is an error."""
+def rule_documents(text: str, source: str) -> list[tuple[int, Any]]:
+    """(line, plain rule mapping) for each rule of a valid file: what the rule cache keeps."""
+    from ruamel.yaml import YAML
+
+    load_rules(text, source)  # validates, with lines in the errors
+    doc = YAML(typ="rt", pure=True).load(text)
+
+    def plain(node):
+        if isinstance(node, dict):
+            return {str(k): plain(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [plain(v) for v in node]
+        return node
+
+    return [(node.lc.line + 1, plain(node)) for node in doc["rules"]]
+
+
+def rules_from_documents(docs: list[tuple[int, Any]], source: str) -> list[Rule]:
+    """Rules from rule_documents' output (already validated once): no YAML parsing."""
+    import dataclasses
+
+    loader = _Loader(source)
+    return [dataclasses.replace(loader.rule(node, i), source=f"{source}:{line}") for i, (line, node) in enumerate(docs)]
+
+
+def rule_pack(extra: tuple[tuple[str, str], ...] = (), disable: tuple[str, ...] = (),
+              packaged: Optional[list[Rule]] = None) -> list[Rule]:
+    """The packaged rules (or `packaged`, e.g. from the rule cache) plus users' rule files
+    (name, text), minus disabled ids. A user rule with a packaged id replaces it; an
+    unknown --disable id is an error."""
     rules: dict[str, Rule] = {}
-    for name, text in packaged_rule_files():
-        for r in load_rules(text, name):
-            rules[r.id] = r
+    if packaged is None:
+        packaged = [r for name, text in packaged_rule_files() for r in load_rules(text, name)]
+    for r in packaged:
+        rules[r.id] = r
     for name, text in extra:
         for r in load_rules(text, name):
             rules[r.id] = r

@@ -133,7 +133,7 @@ def render_json(findings: list[Finding], *, events: int, rules: int, sources: st
         })
     doc = {"kaudit": __version__, "source": sources, "events": events, "rules": rules,
            "findings": len(findings), "groups": groups}
-    return json.dumps(doc, indent=2) + "\n"
+    return json.dumps(doc, ensure_ascii=False) + "\n"  # one line: the C encoder (indent would be 10x slower)
 
 
 def _location(h: Hit) -> Optional[dict]:
@@ -192,4 +192,4 @@ def render_sarif(findings: list[Finding], *, events: int, rules: list[Rule], sou
             "properties": {"events": events, "source": sources},
         }],
     }
-    return json.dumps(doc, indent=2) + "\n"
+    return json.dumps(doc, ensure_ascii=False) + "\n"  # one line: the C encoder (indent would be 10x slower)
