@@ -178,8 +178,18 @@ def compile_group(g: Group) -> Pred:
     return group
 
 
-def compile_rule(rule: Rule) -> Pred:
-    when = compile_group(rule.when)
+#: top-level conditions the Detector's dispatch on (verb, objectRef.resource) already settles
+DISPATCHED = ("verb", "objectRef.resource")
+
+
+def compile_rule(rule: Rule, *, dispatched: bool = False) -> Pred:
+    """The rule as one predicate over a decoded event. dispatched: leave out the top-level
+    verb/resource conditions the Detector's dispatch table has already checked."""
+    when_group = rule.when
+    if dispatched:
+        keep = tuple(c for c in when_group.conditions if not (c.path.text in DISPATCHED and c.op in ("eq", "in")))
+        when_group = Group(keep, when_group.any)
+    when = compile_group(when_group) if (when_group.conditions or when_group.any) else (lambda doc: True)
     unless = tuple(compile_group(g) for g in rule.unless)
     stages = frozenset(rule.stages)
     if not stages and not unless:
@@ -322,6 +332,7 @@ class Detector:
     def __init__(self, rules: Iterable[Rule]):
         self.rules = list(rules)
         self._compiled = [(r, compile_rule(r), _admits(r)) for r in self.rules]
+        self._fast = [(r, compile_rule(r, dispatched=True), adm) for r, _, adm in self._compiled]
         self._dispatch: dict[tuple, list] = {}
         self._single: dict[str, dict[str, Finding]] = {r.id: {} for r in self.rules if r.aggregate is None}
         self._agg: dict[str, list[tuple[float, tuple, Hit]]] = {r.id: [] for r in self.rules if r.aggregate}
@@ -336,7 +347,7 @@ class Detector:
             pass
         except TypeError:  # an unhashable verb or resource: offer it to every rule
             return self._compiled
-        out = [c for c in self._compiled if c[2](*key)]
+        out = [c for c in self._fast if c[2](*key)]
         self._dispatch[key] = out
         return out
 
@@ -451,7 +462,9 @@ def detect(rules: Iterable[Rule], lines: Iterable[tuple[str, int, Any]]) -> tupl
             todo = dispatch[(event.get("verb"), ref.get("resource") if type(ref) is dict else None)]
         except (KeyError, TypeError):
             todo = candidates(event)
-        if todo:
-            feed(event, source, n, todo)
+        for rule, pred, _ in todo:
+            if pred(event):
+                feed(event, source, n, todo)  # records every rule that matches this event
+                break
     det.events = events
     return det.findings(), events
