@@ -14,7 +14,9 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -155,7 +157,7 @@ def test_rule_groups_are_prometheus_rule_groups():
 
 
 # -- a real Loki, when one is on this machine -----------------------------------------------
-LOKI_BIN = os.environ.get("KAUDIT_LOKI_BIN") or shutil.which("loki")
+LOKI_BIN = os.environ.get("KAUDIT_LOKI_BIN")
 
 
 def _free_port() -> int:
@@ -164,22 +166,53 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.skipif(not LOKI_BIN, reason="no Loki binary: set KAUDIT_LOKI_BIN to run the compiled LogQL through a real Loki")
-def test_compiled_logql_through_a_real_loki(tmp_path):
-    http, grpc = _free_port(), _free_port()
-    config = tmp_path / "loki.yaml"
-    config.write_text(f"""auth_enabled: false
+def _loki_config(tmp: Path, http: int, grpc: int, version: str) -> str:
+    """A single-binary Loki on loopback: filesystem storage, ruler reading local rule files."""
+    if version.startswith("2."):
+        schema = '{from: "2020-10-24", store: boltdb-shipper, object_store: filesystem, schema: v11, index: {prefix: index_, period: 24h}}'
+        extra = ""
+    else:
+        schema = '{from: "2020-10-24", store: tsdb, object_store: filesystem, schema: v13, index: {prefix: index_, period: 24h}}'
+        extra = "limits_config: {allow_structured_metadata: false}\n"
+    return f"""auth_enabled: false
 server: {{http_listen_address: 127.0.0.1, http_listen_port: {http}, grpc_listen_address: 127.0.0.1, grpc_listen_port: {grpc}}}
 common:
-  path_prefix: {tmp_path}
-  storage: {{filesystem: {{chunks_directory: {tmp_path}/chunks, rules_directory: {tmp_path}/rules}}}}
+  path_prefix: {tmp}
+  storage: {{filesystem: {{chunks_directory: {tmp}/chunks, rules_directory: {tmp}/rules}}}}
   replication_factor: 1
-  ring: {{kvstore: {{store: inmemory}}, instance_addr: 127.0.0.1}}
-schema_config:
-  configs: [{{from: "2020-01-01", store: tsdb, object_store: filesystem, schema: v13, index: {{prefix: index_, period: 24h}}}}]
-limits_config: {{reject_old_samples: false, allow_structured_metadata: false}}
-""")
-    proc = subprocess.Popen([LOKI_BIN, f"-config.file={config}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  ring: {{instance_addr: 127.0.0.1, kvstore: {{store: inmemory}}}}
+schema_config: {{configs: [{schema}]}}
+ruler:
+  storage: {{type: local, local: {{directory: {tmp}/rules}}}}
+  rule_path: {tmp}/rules-scratch
+  enable_api: true
+  ring: {{kvstore: {{store: inmemory}}}}
+frontend: {{address: 127.0.0.1}}
+analytics: {{reporting_enabled: false}}
+{extra}"""
+
+
+@pytest.fixture(scope="module")
+def real_loki(tmp_path_factory):
+    """A real Loki (KAUDIT_LOKI_BIN) with kaudit's rule groups in its ruler (evaluated every 2s)
+    and the test corpus pushed, timestamps moved to the last minutes."""
+    if not LOKI_BIN:
+        pytest.skip("no Loki binary: set KAUDIT_LOKI_BIN to run the compiled LogQL and the ruler files through a real Loki")
+    tmp = tmp_path_factory.mktemp("loki")
+    env = {**os.environ, "ASSUME_NO_MOVING_GC_UNSAFE_RISK_IT_WITH": "go1.27"}  # Loki 2.6.1's netaddr refuses newer Go otherwise
+    (tmp / "empty.yaml").write_text("")  # 2.x reads -config.file even for -version
+    cp = subprocess.run([LOKI_BIN, f"-config.file={tmp / 'empty.yaml'}", "-version"], capture_output=True, text=True, env=env)
+    words = (cp.stdout + cp.stderr).split()  # "loki, version 2.6.1 (branch: ...)"
+    version = words[words.index("version") + 1].lstrip("v") if "version" in words else "3"
+    http, grpc = _free_port(), _free_port()
+    (tmp / "rules" / "fake").mkdir(parents=True)
+    (tmp / "rules-scratch").mkdir()
+    groups = rule_groups(RULES)
+    groups["groups"][0]["interval"] = "2s"
+    (tmp / "rules" / "fake" / "kaudit-detect.yaml").write_text(json.dumps(groups))  # JSON is YAML
+    (tmp / "loki.yaml").write_text(_loki_config(tmp, http, grpc, version))
+    log = open(tmp / "loki.log", "wb")
+    proc = subprocess.Popen([LOKI_BIN, f"-config.file={tmp / 'loki.yaml'}"], stdout=log, stderr=log, env=env)
     base = f"http://127.0.0.1:{http}"
     try:
         for _ in range(120):
@@ -188,27 +221,78 @@ limits_config: {{reject_old_samples: false, allow_structured_metadata: false}}
                     break
             except OSError:
                 pass
+            if proc.poll() is not None:
+                pytest.fail(f"Loki exited: {(tmp / 'loki.log').read_text()[-800:]}")
             time.sleep(0.5)
         else:
-            pytest.fail("Loki did not become ready")
+            pytest.fail("Loki did not become ready in 60s")
         now = time.time_ns()
-        streams = {}
-        for i, (ref, _ts, labels, text, _e) in enumerate(CORPUS):
-            streams.setdefault(tuple(sorted(labels.items())), []).append([str(now - (len(CORPUS) - i) * 1_000_000), text])
+        streams: dict = {}
+        for i, (_ref, _ts, labels, text, _e) in enumerate(CORPUS):
+            streams.setdefault(tuple(sorted(labels.items())), []).append([str(now - 60 * 10**9 + i * 10**6), text])
         body = json.dumps({"streams": [{"stream": dict(k), "values": v} for k, v in streams.items()]}).encode()
-        req = urllib.request.Request(base + "/loki/api/v1/push", body, {"Content-Type": "application/json"})
-        urllib.request.urlopen(req, timeout=10)
-        by_line = {text: ref for ref, _ts, _l, text, _e in CORPUS}
-        for rule in SINGLE:
-            q = compile_rule(rule).query
-            url = base + "/loki/api/v1/query_range?" + urllib.parse.urlencode(
-                {"query": q, "start": now - 3600 * 10**9, "end": now + 10**9, "limit": 5000})
-            data = json.load(urllib.request.urlopen(url, timeout=30))["data"]
-            got = {by_line[v[1]] for s in data["result"] for v in s["values"]}
-            assert got == logql_hits(q), rule.id
+        urllib.request.urlopen(urllib.request.Request(base + "/loki/api/v1/push", body, {"Content-Type": "application/json"}), timeout=30)
+        yield base, now
     finally:
         proc.terminate()
-        proc.wait(10)
+        proc.wait(20)
 
 
-import urllib.parse  # noqa: E402  (used by the real-Loki test only)
+def _get(url: str) -> dict:
+    return json.load(urllib.request.urlopen(url, timeout=60))
+
+
+def test_compiled_logql_through_a_real_loki(real_loki):
+    base, now = real_loki
+    by_line: dict[str, set] = {}
+    for ref, _ts, _l, text, _e in CORPUS:  # two files share one byte-identical line
+        by_line.setdefault(text, set()).add(ref)
+    for rule in SINGLE:
+        q = compile_rule(rule).query
+        url = base + "/loki/api/v1/query_range?" + urllib.parse.urlencode(
+            {"query": q, "start": now - 3600 * 10**9, "end": now + 10**9, "limit": 5000, "direction": "forward"})
+        data = _get(url)["data"]
+        got = {ref for s in data["result"] for v in s["values"] for ref in by_line[v[1]]}
+        assert got == logql_hits(q), rule.id
+
+
+def test_alert_expressions_through_a_real_loki(real_loki):
+    """The aggregate alert expressions, as instant queries, fire for the 403 burst (all lines
+    were pushed within one minute, so audit2rbac's denials count too, as in Loki's eyes)."""
+    base, now = real_loki
+    for rule in AGGREGATE:
+        c = compile_rule(rule)
+        data = _get(base + "/loki/api/v1/query?" + urllib.parse.urlencode({"query": c.expr, "time": now}))["data"]
+        keys = {tuple(r["metric"].get(b, "") for b in c.by) for r in data["result"]}
+        assert {("kubernetes-admin",), ("127.0.0.1",)} & keys, (rule.id, data)
+
+
+def test_the_ruler_loads_every_rule_and_fires(real_loki):
+    """kaudit's rule group file, as `kaudit up` mounts it, in a real ruler: every rule loads
+    and evaluates without error, and rules with matching lines fire."""
+    base, _now = real_loki
+    deadline = time.time() + 60
+    while True:
+        groups = _get(base + "/prometheus/api/v1/rules")["data"]["groups"]
+        rules = [r for g in groups for r in g["rules"]]
+        if len(rules) == len(RULES) and all(r.get("health") == "ok" for r in rules):
+            firing = {r["labels"]["kaudit_rule"] for r in rules if r.get("state") == "firing"}
+            if "binding-to-cluster-admin" in firing or time.time() > deadline:
+                break
+        elif time.time() > deadline:
+            bad = [(r.get("name"), r.get("health"), r.get("lastError")) for r in rules if r.get("health") != "ok"]
+            pytest.fail(f"{len(rules)} of {len(RULES)} rules loaded; unhealthy: {bad[:5]}")
+        time.sleep(1)
+    expected = {r.id for r in SINGLE if logql_hits(compile_rule(r).query)}
+    assert expected <= firing, sorted(expected - firing)
+
+
+def test_retro_hunt_cli_through_a_real_loki(real_loki, cli):
+    base, _now = real_loki
+    r = cli(["detect", "--loki-url", base, "--since", "1h", "-o", "json"])
+    assert r.code == 3, r.err
+    groups = {g["rule"]["id"]: g for g in json.loads(r.out)["groups"]}
+    expected = {rule.id for rule in SINGLE if logql_hits(compile_rule(rule).query)}
+    assert expected <= set(groups)
+    burst = [f for f in groups["repeated-denied-by-user"]["findings"] if f["key"] == {"user.username": "kubernetes-admin"}]
+    assert burst and burst[0]["count"] >= 30
