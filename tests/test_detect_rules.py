@@ -186,3 +186,21 @@ def test_required_fields_are_documented():
     text = (CASES_DIR.parent.parent.parent / "docs" / "detect.md").read_text()
     for f in REQUIRED:
         assert f"`{f}`" in text
+
+
+def test_every_rule_is_in_the_docs_table():
+    text = (CASES_DIR.parent.parent.parent / "docs" / "detect.md").read_text()
+    for rid, r in RULES.items():
+        assert f"| `{rid}` | {r.severity} | {r.mitre} | {r.level} |" in text, rid
+    for rid in NO_REAL_POSITIVE:
+        assert f"`{rid}`" in text.split("**Not done: rules without a real positive.**")[1]
+
+
+def test_an_event_with_odd_types_is_matched_without_errors():
+    """verb as a list (unhashable), objectRef as a string: every rule still just answers."""
+    from kaudit.detect.match import detect
+
+    lines = [("x", 1, json.dumps({"kind": "Event", "verb": ["get"], "objectRef": "pods", "user": {"username": "system:anonymous"},
+                                  "stage": "ResponseComplete", "responseStatus": {"code": 200}, "auditID": "a"}))]
+    findings, events = detect(list(RULES.values()), lines)
+    assert events == 1 and [f.rule.id for f in findings] == ["anonymous-request-allowed"]
