@@ -5,9 +5,7 @@ retro-hunt over Loki (the Loki double, with the LogQL evaluator beside it)."""
 from __future__ import annotations
 
 import gzip
-import io
 import json
-import shutil
 import subprocess
 import sys
 import time

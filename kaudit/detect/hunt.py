@@ -12,7 +12,7 @@ import json
 from typing import Optional
 
 from kaudit.detect.logql import compile_rule, label_name
-from kaudit.detect.match import Finding, Hit, hit_from_event
+from kaudit.detect.findings import Finding, Hit, hit_from_event
 from kaudit.detect.model import Rule
 from kaudit.loki_api import LokiClient, stream_entries
 

@@ -10,7 +10,7 @@ import json
 from typing import Iterable, Optional
 
 from kaudit import __version__
-from kaudit.detect.match import Finding, Hit
+from kaudit.detect.findings import Finding, Hit
 from kaudit.detect.model import SEVERITIES, Rule
 
 _RANK = {s: i for i, s in enumerate(SEVERITIES)}

@@ -271,7 +271,7 @@ class LogQuery:
 
 
 # -- metric queries ----------------------------------------------------------------------------
-_METRIC_HEAD = re.compile(rf"\s*sum\s+by\s*\(([^)]*)\)\s*\(\s*count_over_time\s*\(")
+_METRIC_HEAD = re.compile(r"\s*sum\s+by\s*\(([^)]*)\)\s*\(\s*count_over_time\s*\(")
 _RANGE = re.compile(r"\s*\[(\d+)([smh])\]\s*\)\s*\)\s*(>=|>|==|<=|<)?\s*(\d+(?:\.\d+)?)?\s*$")
 
 
