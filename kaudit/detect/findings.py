@@ -80,6 +80,12 @@ def hit_from_event(event: dict, location: str = "") -> Hit:
     if ref.get("subresource"):
         resource += "/" + str(ref["subresource"])
     code = status.get("code")
+    name = str(ref.get("name") or "")
+    if not name and isinstance(event.get("requestObject"), dict):
+        # a create with generateName has no name yet: show the body's name or prefix
+        meta = event["requestObject"].get("metadata")
+        if isinstance(meta, dict):
+            name = str(meta.get("name") or (f"{meta['generateName']}*" if meta.get("generateName") else ""))
     return Hit(
         time=event_time(event),
         audit_id=str(event.get("auditID") or ""),
@@ -90,7 +96,7 @@ def hit_from_event(event: dict, location: str = "") -> Hit:
         verb=str(event.get("verb") or ""),
         resource=resource,
         namespace=str(ref.get("namespace") or ""),
-        name=str(ref.get("name") or ""),
+        name=name,
         uri=str(event.get("requestURI") or ""),
         code=code if isinstance(code, int) and not isinstance(code, bool) else None,
         decision=str(ann.get("authorization.k8s.io/decision") or ""),
