@@ -150,6 +150,7 @@ def test_a_valid_custom_rule_loads():
         (("    runbook: r\n", ""), "mine.yaml:2: rule my-rule: runbook: missing"),
         (("    title: t", "    title: t\n    colour: red"), "mine.yaml:4: rule my-rule: colour: unknown field"),
         (("id: my-rule", "id: My Rule"), "mine.yaml:2: rules[0].id: 'My Rule' is not an id"),
+        (("      verb: get", "      verb: get\n      objectRef.name:"), "mine.yaml:12: rule my-rule: when.objectRef.name: no value given (null)"),
     ],
 )
 def test_schema_errors_name_file_line_and_field(edit, expected):

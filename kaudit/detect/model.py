@@ -243,6 +243,8 @@ class _Loader:
             if op in ("prefix", "not_prefix", "contains") and not all(isinstance(v, str) for v in values):
                 raise self.fail(raw, op, rid, sub, f"{op} compares strings; quote the value")
             return Condition(path, op, tuple(_plain(v) for v in values))
+        if raw is None:
+            raise self.fail(node, key, rid, fld, "no value given (null); to match a missing field use {exists: false}")
         if _scalar(raw):
             return Condition(path, "eq", _plain(raw))
         raise self.fail(node, key, rid, fld, f"unsupported matcher {raw!r}")
