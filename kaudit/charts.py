@@ -39,9 +39,11 @@ class Chart:
 
 #: deprecated; runs Loki 2.6.1 whatever its appVersion says (FACTS.md §4.1)
 LOKI_STACK = Chart("loki", "loki-stack", "2.10.3", GRAFANA_REPO, app_version="Loki 2.6.1", deprecated=True)
-#: community Loki chart, monolithic mode (FACTS.md §4.3)
-LOKI = Chart("loki", "loki", "12.0.1", COMMUNITY_REPO, app_version="Loki 3.7.1")
-GRAFANA = Chart("grafana", "grafana", "11.1.0", COMMUNITY_REPO, app_version="Grafana 12.3.2")
+#: community Loki chart, monolithic mode: the newest version in the repository's published
+#: index (docs/charts.md says why each pin is what it is; tests/test_chart_pins.py checks that
+#: every pin is published and that kaudit's values fit the chart key by key)
+LOKI = Chart("loki", "loki", "18.11.0", COMMUNITY_REPO, app_version="Loki 3.7.6")
+GRAFANA = Chart("grafana", "grafana", "12.11.1", COMMUNITY_REPO, app_version="Grafana 13.2.0")
 #: deprecated with Promtail itself (EOL 2026-03-02)
 PROMTAIL = Chart("promtail", "promtail", "6.17.1", GRAFANA_REPO, app_version="Promtail 3.5.1", deprecated=True)
 ALLOY = Chart("alloy", "alloy", "1.11.1", GRAFANA_REPO, app_version="Alloy v1.18.1")
@@ -85,7 +87,7 @@ GRAFANA_ACCESS: dict[str, GrafanaAccess] = {
 }
 
 #: the Loki version each stack runs, and whether it accepts structured metadata
-LOKI_VERSIONS: dict[str, tuple[str, bool]] = {"loki-stack": ("2.6.1", False), "loki": ("3.7.1", True)}
+LOKI_VERSIONS: dict[str, tuple[str, bool]] = {"loki-stack": ("2.6.1", False), "loki": ("3.7.6", True)}
 
 
 def loki_base_url(namespace: str = NAMESPACE) -> str:

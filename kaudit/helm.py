@@ -196,21 +196,34 @@ class Helm:
             return "unchanged"
         return "install" if row is None else "upgrade"
 
-    def apply(self, chart: Chart, namespace: str, values: Any, action: str) -> Applied:
-        """Run `helm upgrade --install` (action is plan()'s answer, for the message)."""
+    def apply(self, chart: Chart, namespace: str, values: Any, action: str, watch: Any = None) -> Applied:
+        """Run `helm upgrade --install` (action is plan()'s answer, for the message).
+
+        With a kaudit.rollout_watch.RolloutWatch, the namespace is watched while helm waits
+        and what is stuck is reported as it happens, and again in the error if helm fails."""
         argv = upgrade_install_argv(chart, namespace, self.timeout, self.kubeconfig)
-        # the helm wait is bounded by --timeout; leave helm a minute to report its own timeout
-        r = self._run(argv, input=values_json(values), timeout=self.timeout + 60)
+
+        def install():
+            # the helm wait is bounded by --timeout; leave helm a minute to report its own timeout
+            return self._run(argv, input=values_json(values), timeout=self.timeout + 60)
+
+        r = install() if watch is None else watch.while_running(install)
         if not r.ok:
+            stuck: list = []
+            if watch is not None:
+                watch.poll()  # one last look: helm may have failed between two polls
+                stuck = watch.findings
+            why = f"; {stuck[0].message.splitlines()[0]}" if stuck else ""
             raise KauditError(
-                f"helm could not install {chart.release} ({chart.ref}) in namespace {namespace}: {_first_error_line(r.err or r.out)}",
-                f"inspect with `helm status {chart.release} -n {namespace}` and `kubectl -n {namespace} get pods`; "
+                f"helm could not install {chart.release} ({chart.ref}) in namespace {namespace}: {_first_error_line(r.err or r.out)}{why}",
+                (f"{stuck[0].hint}; " if stuck else "")
+                + f"inspect with `helm status {chart.release} -n {namespace}` and `kubectl -n {namespace} get pods`; "
                 f"the command was: {display_command(argv)}",
             )
         done = "installed" if action == "install" else "upgraded"
         return Applied(chart.release, done, f"{chart.ref} {done}")
 
-    def ensure(self, chart: Chart, namespace: str, values: Any, ui: Any = None) -> Applied:
+    def ensure(self, chart: Chart, namespace: str, values: Any, ui: Any = None, watch: Any = None) -> Applied:
         """Install or upgrade the release unless it already has this chart version and these values."""
         action = self.plan(chart, namespace, values)
         if action == "unchanged":
@@ -218,10 +231,10 @@ class Helm:
                 ui.skip(f"{chart.release}: {chart.ref} already deployed with these values")
             return Applied(chart.release, "unchanged", f"{chart.ref} already deployed with these values")
         if ui is None:
-            return self.apply(chart, namespace, values, action)
+            return self.apply(chart, namespace, values, action, watch)
         verb = "installing" if action == "install" else "upgrading"
         with ui.step(f"{chart.release}: {verb} {chart.ref} from {chart.repo} (helm --wait, up to {go_duration(self.timeout)})"):
-            return self.apply(chart, namespace, values, action)
+            return self.apply(chart, namespace, values, action, watch)
 
 
 # -- kubectl apply ---------------------------------------------------------------------------

@@ -52,6 +52,10 @@ class UpOptions:
     kubeconfig: Optional[Path] = None
     namespace: str = "kaudit"
     helm_timeout: str = "10m"
+    #: a PersistentVolumeClaim for Loki (kaudit.core.render.LokiStorage); None: emptyDir
+    loki_storage: Any = None
+    #: how often to look at the namespace while helm waits, in seconds
+    watch_interval: float = 3.0
     shipper_image: Optional[str] = None
     #: send structured metadata to Loki (None: decide from the Loki version)
     structured_metadata: Optional[bool] = None

@@ -1,15 +1,13 @@
 """The detect phase of `kaudit up` and `kaudit down`, with the stack phase, against the
 helm and kubectl doubles: the ruler values each chart gets, the rules and dashboard
-ConfigMaps, a second run, --no-detect, --alertmanager-url, and down.
-
-With KAUDIT_CHARTS_DIR pointing at unpacked chart sources (each with its Chart.yaml),
-the overlay's keys are also checked against the values.yaml of the pinned charts.
+ConfigMaps, a second run, --no-detect, --alertmanager-url, and down. The overlay's keys are
+checked against the pinned charts' values.yaml (tests/data/charts), and with a real helm
+and the chart sources (as for test_helm_template) the charts render the ruler.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -144,15 +142,14 @@ def test_up_cli_options(cli):
 
 
 # -- against the charts' own values.yaml ----------------------------------------------------
-CHARTS_DIR = os.environ.get("KAUDIT_CHARTS_DIR")
+#: the pinned charts' values.yaml, vendored by tests/data/charts (SOURCES.md there)
+CHARTS_DATA = Path(__file__).parent / "data" / "charts"
 
 
 def _chart_values(name: str, version: str) -> dict:
-    for chart_yaml in Path(CHARTS_DIR).rglob("Chart.yaml"):
-        meta = yaml(chart_yaml.read_text())
-        if meta.get("name") == name and str(meta.get("version")) == version:
-            return yaml((chart_yaml.parent / "values.yaml").read_text())
-    pytest.skip(f"chart {name} {version} is not under KAUDIT_CHARTS_DIR")
+    path = CHARTS_DATA / f"{name}-{version}" / "values.yaml"
+    assert path.is_file(), f"tests/data/charts has no {name}-{version}"
+    return yaml(path.read_text())
 
 
 def _paths(doc: dict, prefix=()):
@@ -166,7 +163,6 @@ def _paths(doc: dict, prefix=()):
 OPEN = {("config",), ("loki", "rulerConfig")}
 
 
-@pytest.mark.skipif(not CHARTS_DIR, reason="set KAUDIT_CHARTS_DIR to unpacked chart sources to check values keys against the charts")
 @pytest.mark.parametrize("stack_name,chart,version,under", [
     ("loki-stack", "loki", "2.16.0", ("loki",)),  # loki-stack's Loki subchart
     ("loki", "loki", charts.LOKI.version, ()),
@@ -185,42 +181,20 @@ def test_overlay_keys_exist_in_the_chart_values(stack_name, chart, version, unde
             cur = cur[k]
 
 
-HELM = os.environ.get("KAUDIT_HELM_BIN")
-
-
-def _chart_dir(name: str, versions) -> Path:
-    for chart_yaml in sorted(Path(CHARTS_DIR).glob("*/Chart.yaml")):
-        meta = yaml(chart_yaml.read_text())
-        if meta.get("name") == name and versions(str(meta.get("version"))):
-            return chart_yaml.parent
-    pytest.skip(f"no {name} chart of a fitting version under KAUDIT_CHARTS_DIR")
-
-
-@pytest.mark.skipif(not (HELM and CHARTS_DIR), reason="set KAUDIT_HELM_BIN and KAUDIT_CHARTS_DIR to render the charts with a real helm")
 @pytest.mark.parametrize("stack_name", ["loki-stack", "loki"])
 def test_real_helm_renders_the_ruler_and_the_rules_mount(stack_name, tmp_path):
-    """helm template of the pinned chart (the community chart: the pinned version, else a 13.x or
-    newer one) with exactly the values kaudit installs: the ruler config reaches Loki's config and
-    the rules ConfigMap is mounted, optional, in the tenant directory."""
+    """helm template of the pinned chart (helm and chart sources as for test_helm_template:
+    KAUDIT_HELM, KAUDIT_CHARTS_DIR) with exactly the values kaudit installs: the ruler
+    config reaches Loki's config and the rules ConfigMap is mounted, optional, in the
+    tenant directory."""
     import base64
-    import subprocess
 
     from kaudit.core import render
+    from test_helm_template import template
 
-    if stack_name == "loki-stack":
-        chart = _chart_dir("loki-stack", lambda v: v == charts.LOKI_STACK.version)
-    else:
-        chart = _chart_dir("loki", lambda v: v == charts.LOKI.version) if any(
-            yaml(p.read_text()).get("version") == charts.LOKI.version for p in Path(CHARTS_DIR).glob("*/Chart.yaml")
-        ) else _chart_dir("loki", lambda v: int(v.split(".")[0]) >= 13)
     values = {rel: yaml(t) for rel, t in render.stack_values(stack_name, "kaudit").items()}
     merged = detect.with_ruler(SimpleNamespace(options=opts(stack=stack_name)), stack_name, values)["loki"]
-    vf = tmp_path / "values.json"
-    vf.write_text(json.dumps(merged))
-    cp = subprocess.run([HELM, "template", "loki", str(chart), "--kube-version", "1.36.0", "--namespace", "kaudit", "-f", str(vf)],
-                        capture_output=True, text=True, timeout=120)
-    assert cp.returncode == 0, cp.stderr
-    docs = [d for d in YAML(typ="safe", pure=True).load_all(cp.stdout) if d]
+    docs = template(charts.STACKS[stack_name][0], merged, tmp_path)
     (sts,) = [d for d in docs if d["kind"] == "StatefulSet" and d["metadata"]["name"] == "loki"]
     pod = sts["spec"]["template"]["spec"]
     (vol,) = [v for v in pod["volumes"] if v["name"] == "kaudit-rules"]

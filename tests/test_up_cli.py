@@ -32,6 +32,8 @@ def test_help_lists_every_phase_and_the_options(cli):
     (["--collector", "fluentd"], "'fluentd' is not one of"),
     (["--policy-file", "/nonexistent/policy.yaml"], "--policy-file /nonexistent/policy.yaml: no such file"),
     (["--host", "lima:k8s", "--rootfs", "/tmp"], "--rootfs works only with --host local"),
+    (["--loki-size", "10GB"], "--loki-size: '10GB' is not a size such as 10Gi or 500Mi"),
+    (["--loki-storage-class", "Local Path"], "--loki-storage-class: 'Local Path' is not a StorageClass name"),
 ])
 def test_usage_errors_exit_2_with_one_line(cli, argv, needle):
     r = cli(["up", *argv])

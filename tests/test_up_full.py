@@ -39,6 +39,7 @@ def test_full_up_twice_second_run_changes_nothing(kube_node, cli, tmp_path, monk
     # how to reach Grafana comes last, after the summary, where the user looks
     tail = second.err[second.err.index("nothing changed"):]
     assert "port-forward svc/loki-grafana 3000:80" in tail and "admin-password" in tail
+    assert "Loki keeps its data in an emptyDir: it lives as long as the Loki pod" in tail
     for phase in ("preflight", "policy", "apiserver", "persist", "stack", "collector"):
         assert any(line.split()[:2] == [phase, "unchanged"] for line in second.err.splitlines()), (phase, second.err)
     assert snapshot(kube_node.root) == tree

@@ -139,6 +139,14 @@ def up(
     kubeconfig: KubeconfigOpt = None,
     namespace: NamespaceOpt = "kaudit",
     helm_timeout: Annotated[str, typer.Option("--helm-timeout", help="helm --timeout for each release.", rich_help_panel=_LATER)] = "10m",
+    loki_storage_class: Annotated[
+        Optional[str],
+        typer.Option("--loki-storage-class", metavar="NAME", help="Keep Loki's data on a PersistentVolumeClaim of this StorageClass (default: emptyDir, data lives as long as the pod).", rich_help_panel=_LATER),
+    ] = None,
+    loki_size: Annotated[
+        Optional[str],
+        typer.Option("--loki-size", metavar="SIZE", help="Size of Loki's PersistentVolumeClaim, e.g. 10Gi (turns persistence on, with the default StorageClass unless --loki-storage-class).", rich_help_panel=_LATER),
+    ] = None,
     shipper_image: Annotated[Optional[str], typer.Option("--shipper-image", help="Python image the shipper DaemonSet runs.", rich_help_panel=_LATER)] = None,
     structured_metadata: Annotated[
         Optional[bool],
@@ -166,6 +174,7 @@ def up(
     """
     from kaudit.cli import state
     from kaudit.cli.options import HostOptions
+    from kaudit.core.render import LokiStorage
     from kaudit.up_options import UpOptions
     from kaudit.workflow import select_phases
 
@@ -184,6 +193,7 @@ def up(
         kubeconfig=kubeconfig,
         namespace=namespace,
         helm_timeout=helm_timeout,
+        loki_storage=LokiStorage.from_flags(loki_storage_class, loki_size),
         shipper_image=shipper_image,
         structured_metadata=structured_metadata,
         verify_timeout=_duration(verify_timeout, "--verify-timeout"),

@@ -340,6 +340,12 @@ def parse_yaml_documents(text: str, what: str) -> list[Any]:
 # -- collector configs -------------------------------------------------------------
 
 
+#: where each collector keeps its read positions on the node: a hostPath under /var/lib, so
+#: they survive a reboot (/run is tmpfs: positions there are lost and every line shipped again).
+#: The shipper's stays at the top for compatibility with the positions earlier kaudits wrote.
+STATE_DIRS = {"shipper": "/var/lib/kaudit", "promtail": "/var/lib/kaudit/promtail", "alloy": "/var/lib/kaudit/alloy"}
+
+
 def _indent(text: str, n: int) -> str:
     pad = " " * n
     return "".join(pad + line if line.strip() else line for line in text.splitlines(keepends=True))
@@ -366,6 +372,7 @@ def render_collector_config(fmt: str, settings: CollectorSettings) -> str:
             "promtail-values.yaml.j2",
             p=p,
             log_dir=log_dir(p.path),
+            positions_dir=STATE_DIRS["promtail"],
             extra_scrape_configs=_indent(tpl_escape(scrape).rstrip("\n"), 6),
         )
         out = _nest("promtail", body) if settings.nest_under_promtail else body
@@ -388,7 +395,7 @@ def log_dir(path: str) -> str:
     return posixpath.dirname(path) or "/"
 
 
-def alloy_chart_values(settings: CollectorSettings, *, storage_dir: str = "/var/lib/kaudit/alloy") -> str:
+def alloy_chart_values(settings: CollectorSettings, *, storage_dir: str = STATE_DIRS["alloy"]) -> str:
     """Values for the grafana/alloy chart with the rendered config inside (passed through `tpl`)."""
     p = build_pipeline(settings)
     config = render_template("alloy-config.alloy.j2", p=p, node_env=NODE_ENV)
@@ -409,14 +416,51 @@ DASHBOARD_LABEL = "grafana_dashboard"
 DASHBOARD_FILES: tuple[str, ...] = ("kubernetes-audit.json",)
 
 
-def stack_values(stack: str, namespace: str) -> dict[str, str]:
+#: the label kaudit puts on (and the Grafana sidecar selects) the Loki datasource ConfigMap
+DATASOURCE_LABEL = ("kaudit.io/grafana-datasource", "loki")
+
+_QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?\Z")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
+
+
+@dataclass(frozen=True)
+class LokiStorage:
+    """A PersistentVolumeClaim for Loki's data. Without one (the default) Loki writes to an
+    emptyDir: no provisioner is needed, and the data lives as long as the pod."""
+
+    storage_class: Optional[str] = None  # None: the cluster's default StorageClass
+    size: str = "10Gi"
+
+    @classmethod
+    def from_flags(cls, storage_class: Optional[str], size: Optional[str]) -> Optional["LokiStorage"]:
+        """--loki-storage-class / --loki-size: either turns persistence on; neither leaves it off."""
+        if not storage_class and not size:
+            return None
+        if storage_class and (len(storage_class) > 253 or not _DNS_SUBDOMAIN.match(storage_class)):
+            raise UsageError(
+                f"--loki-storage-class: {storage_class!r} is not a StorageClass name",
+                "list the cluster's classes with `kubectl get storageclass`",
+            )
+        size = size or cls.size
+        if not _QUANTITY.match(size) or float(re.match(r"[0-9.]+", size).group()) <= 0:
+            raise UsageError(f"--loki-size: {size!r} is not a size such as 10Gi or 500Mi")
+        return cls(storage_class or None, size)
+
+
+def stack_values(stack: str, namespace: str, storage: Optional[LokiStorage] = None) -> dict[str, str]:
     """Rendered values for each release of a stack: release name -> YAML text."""
     from kaudit import charts
 
     if stack not in charts.STACKS:
         raise UsageError(f"--stack: unknown stack {stack!r}", f"choose one of: {', '.join(charts.STACKS)}")
     out: dict[str, str] = {}
-    common = {"dashboard_label": DASHBOARD_LABEL, "loki_port": charts.LOKI_PORT, "loki_url": charts.loki_base_url(namespace)}
+    common = {
+        "dashboard_label": DASHBOARD_LABEL,
+        "datasource_label": DATASOURCE_LABEL,
+        "loki_port": charts.LOKI_PORT,
+        "loki_url": charts.loki_base_url(namespace),
+        "persistence": storage,
+    }
     names = {"loki-stack": "loki-stack-values.yaml.j2", "loki": "loki-values.yaml.j2", "grafana": "grafana-values.yaml.j2"}
     for chart in charts.STACKS[stack]:
         tmpl = names[chart.chart]
@@ -469,7 +513,7 @@ class ShipperDeploy:
     job: str = F.DEFAULT_JOB
     labels: tuple[tuple[str, str], ...] = ()
     tenant: Optional[str] = None
-    positions_dir: str = "/var/lib/kaudit"
+    positions_dir: str = STATE_DIRS["shipper"]
     code_dir: str = "/opt/kaudit"
     metrics_port: int = 9101
 

@@ -17,7 +17,7 @@ from kaudit.core import render
 from kaudit.errors import KauditError, UsageError
 from kaudit.helm import Applied, Helm, Kubectl, parse_timeout, upgrade_install_argv
 from kaudit.hosts.base import display_command
-from kaudit.phases.stack import option, stack_name
+from kaudit.phases.stack import option, rollout_watch, stack_name
 from kaudit.workflow import Outcome, UpContext
 
 COLLECTORS = ("promtail", "shipper", "alloy", "none")
@@ -162,7 +162,7 @@ def run(ctx: UpContext) -> Outcome:
         return Outcome.planned(f"{collector}: {chart.ref}")
     helm = Helm(ctx.local, kubeconfig=ctx.kubeconfig, timeout=timeout)
     helm.require()
-    done = [helm.ensure(chart, namespace, values, ctx.ui)]
+    done = [helm.ensure(chart, namespace, values, ctx.ui, rollout_watch(ctx, namespace))]
     return _outcome(done, collector)
 
 

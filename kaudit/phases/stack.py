@@ -8,7 +8,7 @@ metadata) and the Grafana chart with a Loki datasource.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from kaudit import charts
 from kaudit.core import render
@@ -16,6 +16,7 @@ from kaudit.errors import UsageError
 from kaudit.helm import Applied, Helm, Kubectl, parse_timeout, upgrade_install_argv
 from kaudit.hosts.base import display_command
 from kaudit.phases import detect as detect_phase
+from kaudit.rollout_watch import DEFAULT_INTERVAL, RolloutWatch
 from kaudit.workflow import Outcome, UpContext
 
 
@@ -60,13 +61,26 @@ def access_lines(ctx: UpContext, stack: str, namespace: str) -> list[str]:
     ]
 
 
+def storage_line(storage: Optional[render.LokiStorage]) -> str:
+    if storage is None:
+        return "Loki keeps its data in an emptyDir: it lives as long as the Loki pod (--loki-storage-class NAME keeps it on a volume)."
+    where = f"StorageClass {storage.storage_class}" if storage.storage_class else "the cluster's default StorageClass"
+    return f"Loki keeps its data on a {storage.size} PersistentVolumeClaim of {where}."
+
+
+def rollout_watch(ctx: UpContext, namespace: str) -> RolloutWatch:
+    interval = option(ctx, "watch_interval", None)
+    return RolloutWatch(ctx.local, namespace, kubeconfig=ctx.kubeconfig, ui=ctx.ui, interval=float(interval or DEFAULT_INTERVAL))
+
+
 def run(ctx: UpContext) -> Outcome:
     stack = stack_name(ctx)
     namespace = str(option(ctx, "namespace", charts.NAMESPACE))
     timeout = parse_timeout(option(ctx, "helm_timeout", None))
     releases = charts.STACKS[stack]
     # render everything first: a template problem stops the phase before anything runs
-    values_text = render.stack_values(stack, namespace)
+    storage = option(ctx, "loki_storage", None)
+    values_text = render.stack_values(stack, namespace, storage)
     values = {rel: render.parse_yaml(text, f"{rel} values") for rel, text in values_text.items()}
     values = detect_phase.with_ruler(ctx, stack, values)  # the Loki ruler, unless --no-detect
     dashboard = render.parse_yaml(render.render_dashboard_configmap(namespace), "dashboard ConfigMap")
@@ -82,19 +96,21 @@ def run(ctx: UpContext) -> Outcome:
         for chart in releases:
             ctx.ui.info(f"would run: {display_command(upgrade_install_argv(chart, namespace, timeout, ctx.kubeconfig))}")
             ctx.ui.detail(values_text[chart.release])
+        ctx.ui.info(storage_line(storage))
         ctx.ui.info(f"would apply: configmap/{charts.DASHBOARD_CONFIGMAP} (Grafana dashboard) in namespace {namespace}")
         return Outcome.planned(f"{stack}: " + ", ".join(c.ref for c in releases))
 
     helm = Helm(ctx.local, kubeconfig=ctx.kubeconfig, timeout=timeout)
     version = helm.require()
     ctx.ui.detail(f"helm {version}")
+    watch = rollout_watch(ctx, namespace)
     done: list[Applied] = []
     for chart in releases:
-        done.append(helm.ensure(chart, namespace, values[chart.release], ctx.ui))
+        done.append(helm.ensure(chart, namespace, values[chart.release], ctx.ui, watch))
     done += Kubectl(ctx.local, kubeconfig=ctx.kubeconfig).apply([dashboard], "the Grafana dashboard")
 
     # printed by the up runner after its summary, where the user looks last
-    ctx.facts["grafana_access"] = access_lines(ctx, stack, namespace)
+    ctx.facts["grafana_access"] = access_lines(ctx, stack, namespace) + [storage_line(storage)]
     summary = ", ".join(f"{a.name} {a.action}" for a in done)
     if any(a.changed for a in done):
         return Outcome.changed(summary)
