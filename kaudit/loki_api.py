@@ -173,8 +173,10 @@ class LokiClient:
         end_ns: Optional[int] = None,
         limit: int = 100,
         direction: str = "backward",
+        step: Optional[str] = None,
     ) -> dict:
-        """The `data` object of /loki/api/v1/query_range (resultType + result)."""
+        """The `data` object of /loki/api/v1/query_range (resultType + result).
+        ``step`` (e.g. "60s") is the resolution of a metric query's matrix."""
         params = [
             ("query", query),
             ("start", str(start_ns)),
@@ -182,6 +184,8 @@ class LokiClient:
             ("limit", str(limit)),
             ("direction", direction),
         ]
+        if step is not None:
+            params.append(("step", step))
         doc = self._json("/loki/api/v1/query_range", params)
         data = doc.get("data") if isinstance(doc, dict) else None
         if not isinstance(data, dict):

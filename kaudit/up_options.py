@@ -68,6 +68,10 @@ class UpOptions:
     #: send structured metadata to Loki (None: decide from the Loki version)
     structured_metadata: Optional[bool] = None
     verify_timeout: float = 60.0
+    #: kaudit detect in the Loki ruler and the detections dashboard (kaudit.phases.detect)
+    detect: bool = True
+    #: where the Loki ruler sends alerts (None: alerts only show in Grafana)
+    alertmanager_url: Optional[str] = None
 
     # -- the vm phase (Lima) -----------------------------------------------------
     lima_template: Optional[str] = None

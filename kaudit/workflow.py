@@ -90,6 +90,7 @@ PHASES: tuple[Phase, ...] = (
     Phase("apiserver", "patch kube-apiserver, wait for kubelet to restart it, roll back on failure", "kaudit.phases.apiserver:run"),
     Phase("persist", "record the audit settings in kubeadm-config so kubeadm upgrade keeps them", "kaudit.phases.persist:run", per_node=False),
     Phase("stack", "install Loki and Grafana with Helm", "kaudit.phases.stack:run", per_node=False),
+    Phase("detect", "load kaudit's detection rules into the Loki ruler, with their dashboard", "kaudit.phases.detect:run", per_node=False),
     Phase("collector", "install the collector (promtail, shipper or alloy)", "kaudit.phases.collector:run", per_node=False),
     Phase("verify", "prove the pipeline end to end", "kaudit.phases.verify:run", per_node=False),
 )

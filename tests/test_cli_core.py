@@ -62,7 +62,7 @@ def test_format_round_trip():
 
 COMMANDS = [
     ["up"], ["down"], ["diff-manifest"], ["patch-manifest"], ["policy"], ["policy", "validate"], ["policy", "simulate"],
-    ["render-promtail"], ["ship"], ["verify"], ["query"], ["destroy"], ["vm", "status"],
+    ["render-promtail"], ["ship"], ["verify"], ["query"], ["destroy"], ["vm", "status"], ["detect"],
 ]
 
 

@@ -84,3 +84,20 @@ def test_installed_wheel_finds_its_resources(wheel, tmp_path):
     assert cp.returncode == 0, cp.stderr
     assert cp.stdout == (site / "kaudit" / "policies" / "gce-modern.yaml").read_text()
     assert cp.stdout == (REPO / "policies" / "gce-modern.yaml").read_text()
+
+
+def test_installed_wheel_carries_the_detection_rules(wheel, tmp_path):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    rules = {f"kaudit/detect/rules/{p.name}" for p in (REPO / "kaudit" / "detect" / "rules").glob("*.yaml")}
+    assert rules and rules <= names
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    env = {**os.environ, "PYTHONPATH": str(site), "KAUDIT_CACHE_DIR": "off"}
+    cp = subprocess.run([sys.executable, "-m", "kaudit", "detect", "--list", "-o", "json"],
+                        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
+    assert cp.returncode == 0, cp.stderr
+    import json
+
+    doc = json.loads(cp.stdout)
+    assert len(doc["rules"]) >= 30
+    assert all(r["source"].startswith("kaudit/detect/rules/") for r in doc["rules"])

@@ -61,9 +61,9 @@ def _root(
 
 
 def _register_commands() -> None:
-    from kaudit.cli import manifest, policy, render, ship, up, verify, vm
+    from kaudit.cli import detect, manifest, policy, render, ship, up, verify, vm
 
-    for module in (policy, manifest, up, vm, render, ship, verify):
+    for module in (policy, manifest, up, vm, render, ship, verify, detect):
         module.register(app)
 
 

@@ -105,6 +105,16 @@ def _duration(value: str, flag: str) -> float:
     return seconds
 
 
+def _alertmanager(url: Optional[str], no_detect: bool) -> Optional[str]:
+    if url is None:
+        return None
+    if no_detect:
+        raise UsageError("--alertmanager-url goes with detection; drop --no-detect or the URL")
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"--alertmanager-url {url!r} is not an http(s) URL", "write it like http://alertmanager.monitoring.svc:9093")
+    return url
+
+
 def _wait_settings(wait_timeout: str, poll_interval: str, no_wait: bool, no_rollback: bool, no_persist: bool) -> dict:
     """The UpOptions fields up and down share: how the apiserver change is waited on and undone."""
     return dict(
@@ -183,6 +193,8 @@ def up(
         typer.Option("--structured-metadata/--no-structured-metadata", help="Send structured metadata (default: only to Loki 3).", rich_help_panel=_LATER, show_default=False),
     ] = None,
     verify_timeout: Annotated[str, typer.Option("--verify-timeout", help="How long verify waits for the probe to reach Loki.", rich_help_panel=_LATER)] = "60s",
+    no_detect: Annotated[bool, typer.Option("--no-detect", help="Leave kaudit's detection rules out of the Loki ruler (and the detections dashboard).", rich_help_panel=_LATER)] = False,
+    alertmanager_url: Annotated[Optional[str], typer.Option("--alertmanager-url", help="Alertmanager the Loki ruler sends detection alerts to.", rich_help_panel=_LATER)] = None,
     lima_template: Annotated[Optional[str], typer.Option("--lima-template", help="Lima template for a new VM (default k8s).", rich_help_panel=_VM)] = None,
     cpus: Annotated[Optional[int], typer.Option("--cpus", "--lima-cpus", min=1, help="CPUs of a new VM.", rich_help_panel=_VM)] = None,
     memory: Annotated[Optional[str], typer.Option("--memory", "--lima-memory", help="Memory of a new VM, e.g. 8GiB.", rich_help_panel=_VM)] = None,
@@ -242,6 +254,8 @@ def up(
         shipper_image=shipper_image,
         structured_metadata=structured_metadata,
         verify_timeout=_duration(verify_timeout, "--verify-timeout"),
+        detect=not no_detect,
+        alertmanager_url=_alertmanager(alertmanager_url, no_detect),
         lima_template=lima_template,
         lima_cpus=cpus,
         lima_memory=memory,
@@ -283,6 +297,7 @@ DOWN_PHASES = (
     ("apiserver", "take kaudit's flags and mounts out of kube-apiserver (backup, wait, roll back)", "kaudit.phases.apiserver:run_down", True),
     ("policy", "delete the policy file (--remove-policy)", "kaudit.phases.policy:run_down", True),
     ("persist", "take the audit settings out of kubeadm-config", "kaudit.phases.persist:run_down", False),
+    ("detect", "delete the detection rules and their dashboard", "kaudit.phases.detect:run_down", False),
     ("charts", "uninstall kaudit's Helm releases (--purge-charts)", "kaudit.phases.purge:run", False),
 )
 

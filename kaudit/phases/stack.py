@@ -15,6 +15,7 @@ from kaudit.core import render
 from kaudit.errors import UsageError
 from kaudit.helm import Applied, Helm, Kubectl, parse_timeout, upgrade_install_argv
 from kaudit.hosts.base import display_command
+from kaudit.phases import detect as detect_phase
 from kaudit.rollout_watch import DEFAULT_INTERVAL, RolloutWatch
 from kaudit.workflow import Outcome, UpContext
 
@@ -90,6 +91,7 @@ def run(ctx: UpContext) -> Outcome:
     scalable = option(ctx, "loki_scalable", None)
     values_text = render.stack_values(stack, namespace, storage, scalable)
     values = {rel: render.parse_yaml(text, f"{rel} values") for rel, text in values_text.items()}
+    values = detect_phase.with_ruler(ctx, stack, values)  # the Loki ruler, unless --no-detect
     dashboard = render.parse_yaml(render.render_dashboard_configmap(namespace), "dashboard ConfigMap")
     credentials = option(ctx, "storage_credentials", None)
     secret = scalable_secret(scalable, credentials, namespace)

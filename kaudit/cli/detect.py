@@ -1,0 +1,183 @@
+"""`kaudit detect`: threat detection rules over audit logs on disk, or over Loki."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+
+from kaudit.errors import UsageError
+
+#: like a linter: something fired
+EXIT_FINDINGS = 3
+PROFILE_NAMES = ("gce", "gce-modern")
+
+
+class DetectOutput(str, Enum):
+    text = "text"
+    json = "json"
+    sarif = "sarif"
+
+
+def _split(values: Optional[List[str]]) -> tuple[str, ...]:
+    out: list[str] = []
+    for v in values or []:
+        out.extend(p.strip() for p in v.split(",") if p.strip())
+    return tuple(out)
+
+
+def _rule_files(paths: Optional[List[Path]]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for p in paths or []:
+        if not p.is_file():
+            raise UsageError(f"--rules {p}: {'is a directory' if p.is_dir() else 'no such file'}", "give a YAML file with a rules: list")
+        try:
+            out.append((str(p), p.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError) as e:
+            raise UsageError(f"--rules {p}: cannot read: {e}") from None
+    return tuple(out)
+
+
+def _policy(profile: Optional[str], policy_file: Optional[Path]) -> tuple[str, dict]:
+    from kaudit.detect.policy_check import load_policy
+
+    if profile is not None and policy_file is not None:
+        raise UsageError("--profile and --policy exclude each other", "give the packaged profile or your own policy file")
+    if policy_file is not None:
+        if not policy_file.is_file():
+            raise UsageError(f"--policy {policy_file}: no such file", "give the audit policy file the apiserver uses")
+        return str(policy_file), load_policy(policy_file.read_text(encoding="utf-8"), str(policy_file))
+    name = profile or "gce"
+    if name not in PROFILE_NAMES:
+        raise UsageError(f"--profile {name!r} is not a profile", f"choose one of: {', '.join(PROFILE_NAMES)}")
+    from kaudit.core.policy import policy_text
+
+    return f"profile {name}", load_policy(policy_text(name), name)
+
+
+def _list(rules, policy_name: str, policy: dict, output: DetectOutput, logql: bool) -> int:
+    import json
+
+    from kaudit.detect.logql import compile_rule
+    from kaudit.detect.policy_check import never_fires
+    from kaudit.detect.report import rule_dict
+
+    rows = []
+    for r in rules:
+        c = compile_rule(r)
+        rows.append((r, never_fires(r, policy), c))
+    if output is DetectOutput.json:
+        doc = {"policy": policy_name, "rules": [
+            {**rule_dict(r), "never_fires": why, "logql": c.query, "alert": c.expr, "logql_approximations": c.approximations}
+            for r, why, c in rows
+        ]}
+        print(json.dumps(doc, indent=2))
+        return 0
+    if output is DetectOutput.sarif:
+        raise UsageError("--list prints text or json, not sarif")
+    width = max(len(r.id) for r, _, _ in rows)
+    for r, why, c in rows:
+        flag = "" if why is None else "  NEVER FIRES"
+        print(f"{r.id:<{width}}  {r.severity:<8} {r.level:<15} {r.mitre:<9} {r.title}{flag}")
+        if why:
+            print(f"{'':<{width}}  under {policy_name}: {why}")
+        if logql:
+            print(f"{'':<{width}}  logql: {c.query}")
+            print(f"{'':<{width}}  alert: {c.expr}")
+        if logql and c.approximations:
+            print(f"{'':<{width}}  approximated: {'; '.join(c.approximations)}")
+    never = [r.id for r, why, _ in rows if why]
+    print(f"{len(rows)} rule(s); under {policy_name} {len(never)} can never fire" + (f": {', '.join(never)}" if never else ""),
+          file=sys.stderr)
+    return 0
+
+
+def detect(
+    ctx: typer.Context,
+    log: Annotated[
+        Optional[List[str]],
+        typer.Option("--log", help="An audit log file, a directory of them (rotated and .gz included), or - for stdin. Repeatable.", show_default=False),
+    ] = None,
+    loki_url: Annotated[
+        Optional[str], typer.Option("--loki-url", envvar="KAUDIT_LOKI_URL", help="Run the rules as LogQL over this Loki instead (a retro-hunt).", show_default=False)
+    ] = None,
+    since: Annotated[str, typer.Option("--since", help="With --loki-url: how far back to look.")] = "24h",
+    list_rules: Annotated[bool, typer.Option("--list", help="List the rules, and which ones the audit policy can never fire.")] = False,
+    logql: Annotated[bool, typer.Option("--logql", help="With --list: also print each rule's LogQL and alert expression.")] = False,
+    output: Annotated[DetectOutput, typer.Option("--output", "-o", help="text, json or sarif (SARIF 2.1.0).")] = DetectOutput.text,
+    rules_files: Annotated[
+        Optional[List[Path]], typer.Option("--rules", help="A YAML file of your own rules (same schema). Repeatable; a rule with a packaged id replaces it.", show_default=False)
+    ] = None,
+    disable: Annotated[
+        Optional[List[str]], typer.Option("--disable", help="Rule ids to leave out (repeatable, or comma-separated).", show_default=False)
+    ] = None,
+    profile: Annotated[
+        Optional[str], typer.Option("--profile", help="With --list: the policy profile installed, gce (default) or gce-modern.", show_default=False)
+    ] = None,
+    policy_file: Annotated[
+        Optional[Path], typer.Option("--policy", help="With --list: your own audit policy file instead of a profile.", show_default=False)
+    ] = None,
+    loki_tenant: Annotated[Optional[str], typer.Option("--loki-tenant", help="X-Scope-OrgID for a multi-tenant Loki.", show_default=False)] = None,
+    job: Annotated[str, typer.Option("--job", help="The job label the collector gives audit streams.")] = "kubernetes-audit",
+    limit: Annotated[int, typer.Option("--limit", help="With --loki-url: at most this many lines per rule.", min=1, max=5000)] = 1000,
+) -> int:
+    """Did anything suspicious happen? Runs kaudit's detection rules over audit logs and prints
+    findings grouped by rule, newest first. Exit 0: nothing fired; 3: something did.
+
+    Example: kaudit detect --log /var/log/kubernetes-audit/
+    """
+    from kaudit.cli import state
+    from kaudit.detect.cache import packaged_rules
+    from kaudit.detect.model import rule_pack
+
+    ui = state(ctx).ui
+    rules = rule_pack(_rule_files(rules_files), _split(disable), packaged=packaged_rules())
+    if list_rules:
+        name, pol = _policy(profile, policy_file)
+        return _list(rules, name, pol, output, logql)
+    if profile is not None or policy_file is not None:
+        raise UsageError("--profile and --policy go with --list", "kaudit detect --list --profile gce-modern")
+    if bool(log) == bool(loki_url):
+        raise UsageError("give --log FILE|DIR|- or --loki-url URL (one of them)", "kaudit detect --log /var/log/kubernetes-audit/audit.log")
+    if not rules:
+        raise UsageError("every rule is disabled", "drop some --disable ids")
+
+    if log:
+        from kaudit.detect.logs import read_lines
+        from kaudit.detect.match import detect as run
+
+        findings, events = run(rules, read_lines(list(log)))
+        sources = ", ".join(log)
+    else:
+        from kaudit.detect.hunt import hunt
+        from kaudit.units import parse_duration
+
+        if not loki_url.startswith(("http://", "https://")):
+            raise UsageError(f"--loki-url {loki_url!r} is not an http(s) URL", "write it like http://127.0.0.1:3100")
+        window = parse_duration(since, field="--since")
+        if window <= 0:
+            raise UsageError(f"--since {since!r} must be longer than zero")
+        findings = hunt(loki_url, rules, window_s=window, limit=limit, job=job, tenant=loki_tenant)
+        events = -1
+        sources = f"{loki_url} (last {since})"
+
+    from kaudit.detect import report
+
+    if output is DetectOutput.json:
+        sys.stdout.write(report.render_json(findings, events=events, rules=len(rules), sources=sources))
+    elif output is DetectOutput.sarif:
+        sys.stdout.write(report.render_sarif(findings, events=events, rules=rules, sources=sources))
+    else:
+        text = report.render_text(findings, events=events, rules=len(rules), sources=sources)
+        body, _, summary = text.rstrip("\n").rpartition("\n")
+        if body:
+            sys.stdout.write(body + "\n")
+        ui.info(summary.replace("over -1 event(s) in", "in"))
+    return EXIT_FINDINGS if findings else 0
+
+
+def register(app: typer.Typer) -> None:
+    app.command("detect")(detect)

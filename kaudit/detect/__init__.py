@@ -1,0 +1,7 @@
+"""kaudit detect: threat detection rules over Kubernetes audit events.
+
+model.py (the rule schema and its validation), match.py (the in-process backend),
+logql.py (the Loki backend: LogQL and ruler rule groups), report.py (text, JSON,
+SARIF), policy_check.py (can the audit policy ever log what a rule needs?),
+logs.py (reading audit log files, rotated and gzipped). rules/ is the packaged pack.
+"""
