@@ -33,9 +33,9 @@ PARSE_LOOP = "import json,sys\nfor line in open(sys.argv[1], 'rb'):\n    json.lo
 #: the library path alone, in one process: detect() over the file vs a json.loads loop over it
 IN_PROCESS = """
 import json, sys, time
-from kaudit.detect.cache import packaged_rules
-from kaudit.detect.logs import read_lines
-from kaudit.detect.match import detect
+from kaudit.adapters.rule_cache import packaged_rules
+from kaudit.core.detect.logs import read_lines
+from kaudit.core.detect.match import detect
 rules = packaged_rules()
 best_loop = best_det = 1e9
 for _ in range(int(sys.argv[2])):
@@ -95,7 +95,7 @@ def main() -> int:
         return 0
     lines = CORPUS.read_bytes().splitlines(keepends=True)
     sys.path.insert(0, str(REPO))
-    from kaudit.detect.model import rule_pack
+    from kaudit.core.detect.model import rule_pack
 
     print(f"rules: {len(rule_pack())} (all packaged rules), python {sys.version.split()[0]}, best of {args.runs}")
     with tempfile.TemporaryDirectory() as tmp:

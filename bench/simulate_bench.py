@@ -37,7 +37,7 @@ PARSE_LOOP = "import json,sys\nfor line in open(sys.argv[1], 'rb'):\n    json.lo
 ENGINE = """
 import sys
 from pathlib import Path
-from kaudit.core.audit_logs import read_lines
+from kaudit.adapters.audit_files import read_lines
 from kaudit.core.policy import policy_text
 from kaudit.core.policy_eval import load_policy
 from kaudit.core.simulate import Simulation

@@ -13,9 +13,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Optional
 
-from kaudit.hosts.local import LocalHost
-from kaudit.ui import UI
-from kaudit.workflow import UpContext
+from kaudit.adapters.hosts.local import LocalHost
+from kaudit.engine.ui import UI
+from kaudit.engine.workflow import UpContext
 
 DOUBLES = Path(__file__).parent / "doubles"
 #: the cluster name the phase tests run with (the cluster label's value)

@@ -61,7 +61,7 @@ class Sshd:
 
     def host(self, user: Optional[str] = None, **kwargs):
         """An SshHost on this server (known_hosts and key preset, overridable)."""
-        from kaudit.hosts.ssh import SshHost
+        from kaudit.adapters.hosts.ssh import SshHost
 
         kwargs.setdefault("key_path", self.key_path)
         kwargs.setdefault("known_hosts", self.known_hosts_path)

@@ -13,8 +13,10 @@ import re
 import pytest
 
 from chart_keys import COMMENTED, DATA, chart_dir, chart_values, deep_merge, load, unknown_keys
-from kaudit import charts
+from kaudit.core import charts
 from kaudit.core import render
+from kaudit.core import shipper_manifest
+from kaudit.core import stack_values
 
 INDEXES = {"https://grafana.github.io/helm-charts": "grafana", "https://grafana-community.github.io/helm-charts": "grafana-community"}
 PINNED = sorted({c for stack in charts.STACKS.values() for c in stack} | set(charts.COLLECTOR_CHARTS.values()), key=lambda c: c.chart)
@@ -86,14 +88,14 @@ def loki_stack_values() -> dict:
     return merged
 
 
-STORAGE = [None, render.LokiStorage("local-path", "20Gi"), render.LokiStorage(None, "5Gi")]
+STORAGE = [None, stack_values.LokiStorage("local-path", "20Gi"), stack_values.LokiStorage(None, "5Gi")]
 
 
 @pytest.mark.parametrize("storage", STORAGE, ids=["emptydir", "class", "default-class"])
 @pytest.mark.parametrize("stack_name", list(charts.STACKS))
 def test_stack_values_use_only_keys_the_chart_has(stack_name, storage):
     for chart in charts.STACKS[stack_name]:
-        ours = render.parse_yaml(render.stack_values(stack_name, "kaudit", storage)[chart.release], chart.chart)
+        ours = render.parse_yaml(stack_values.stack_values(stack_name, "kaudit", storage)[chart.release], chart.chart)
         theirs = loki_stack_values() if chart is charts.LOKI_STACK else chart_values(chart.chart, chart.version)
         assert unknown_keys(ours, theirs, chart.chart) == [], f"{chart.chart} {chart.version}"
 
@@ -125,24 +127,24 @@ def test_the_key_check_catches_a_key_the_chart_does_not_have():
 
 
 def test_default_stacks_create_no_persistent_volume_claim():
-    loki = deep_merge(chart_values("loki", charts.LOKI.version), render.parse_yaml(render.stack_values("loki", "k")["loki"], "loki"))
+    loki = deep_merge(chart_values("loki", charts.LOKI.version), render.parse_yaml(stack_values.stack_values("loki", "k")["loki"], "loki"))
     assert chart_values("loki", charts.LOKI.version)["singleBinary"]["persistence"]["enabled"] is True, "the chart's own default is a PVC"
     assert loki["singleBinary"]["persistence"]["enabled"] is False
     assert loki["minio"]["enabled"] is False  # MinIO would bring its own claim
-    grafana = deep_merge(chart_values("grafana", charts.GRAFANA.version), render.parse_yaml(render.stack_values("loki", "k")["grafana"], "g"))
+    grafana = deep_merge(chart_values("grafana", charts.GRAFANA.version), render.parse_yaml(stack_values.stack_values("loki", "k")["grafana"], "g"))
     assert grafana["persistence"]["enabled"] is False
-    stack = deep_merge(loki_stack_values(), render.parse_yaml(render.stack_values("loki-stack", "k")["loki"], "loki-stack"))
+    stack = deep_merge(loki_stack_values(), render.parse_yaml(stack_values.stack_values("loki-stack", "k")["loki"], "loki-stack"))
     assert stack["loki"]["persistence"]["enabled"] is False and stack["grafana"]["persistence"]["enabled"] is False
 
 
 def test_persistence_flags_turn_a_claim_on_in_each_chart_s_own_keys():
-    s = render.LokiStorage.from_flags("local-path", "20Gi")
-    loki = render.parse_yaml(render.stack_values("loki", "k", s)["loki"], "loki")["singleBinary"]["persistence"]
+    s = stack_values.LokiStorage.from_flags("local-path", "20Gi")
+    loki = render.parse_yaml(stack_values.stack_values("loki", "k", s)["loki"], "loki")["singleBinary"]["persistence"]
     assert loki == {"enabled": True, "size": "20Gi", "storageClass": "local-path"}
-    old = render.parse_yaml(render.stack_values("loki-stack", "k", s)["loki"], "loki-stack")["loki"]["persistence"]
+    old = render.parse_yaml(stack_values.stack_values("loki-stack", "k", s)["loki"], "loki-stack")["loki"]["persistence"]
     assert old == {"enabled": True, "size": "20Gi", "storageClassName": "local-path"}
     # --loki-size alone: the default StorageClass, so no class key at all
-    d = render.parse_yaml(render.stack_values("loki", "k", render.LokiStorage.from_flags(None, "5Gi"))["loki"], "loki")
+    d = render.parse_yaml(stack_values.stack_values("loki", "k", stack_values.LokiStorage.from_flags(None, "5Gi"))["loki"], "loki")
     assert d["singleBinary"]["persistence"] == {"enabled": True, "size": "5Gi"}
 
 
@@ -152,10 +154,10 @@ def test_persistence_flags_turn_a_claim_on_in_each_chart_s_own_keys():
     ((None, "0Gi"), "--loki-size: '0Gi' is not a size"),
 ])
 def test_bad_persistence_flags_are_usage_errors(flags, error):
-    from kaudit.errors import UsageError
+    from kaudit.core.errors import UsageError
 
     with pytest.raises(UsageError) as e:
-        render.LokiStorage.from_flags(*flags)
+        stack_values.LokiStorage.from_flags(*flags)
     assert e.value.message.startswith(error)
 
 
@@ -163,10 +165,10 @@ def test_bad_persistence_flags_are_usage_errors(flags, error):
 
 
 def test_loki_stack_datasource_sidecar_selects_only_kaudit_s_label():
-    values = render.parse_yaml(render.stack_values("loki-stack", "kaudit")["loki"], "loki-stack")
+    values = render.parse_yaml(stack_values.stack_values("loki-stack", "kaudit")["loki"], "loki-stack")
     sidecar = deep_merge(loki_stack_values(), values)["grafana"]["sidecar"]["datasources"]
     assert chart_values("loki-stack", "2.10.3")["grafana"]["sidecar"]["datasources"]["label"] == "", "the chart's own: any label"
-    assert (sidecar["label"], sidecar["labelValue"]) == render.DATASOURCE_LABEL
+    assert (sidecar["label"], sidecar["labelValue"]) == stack_values.DATASOURCE_LABEL
     assert sidecar["resource"] == "configmap"
     # the chart labels its datasource ConfigMap with exactly the sidecar's label and value
     tmpl = (chart_dir("loki-stack", "2.10.3") / "templates" / "datasources.yaml").read_text()
@@ -191,7 +193,7 @@ def test_every_collector_keeps_positions_on_a_host_path_under_var_lib():
     vol = next(v for v in alloy["controller"]["volumes"]["extra"] if v["name"] == mount["name"])
     assert vol["hostPath"]["path"].startswith("/var/lib/")
 
-    docs = render.parse_yaml_documents(render.render_shipper_manifest(render.ShipperDeploy(sources=(("kaudit/shipper/__main__.py", ""),))), "s")
+    docs = render.parse_yaml_documents(shipper_manifest.render_shipper_manifest(shipper_manifest.ShipperDeploy(sources=(("kaudit/shipper/__main__.py", ""),))), "s")
     ds = next(d for d in docs if d["kind"] == "DaemonSet")
     args = ds["spec"]["template"]["spec"]["containers"][0]["args"]
     positions = args[args.index("--positions") + 1]

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from kaudit.errors import UsageError
-from kaudit.units import format_duration, format_size, parse_duration, parse_size
+from kaudit.core.errors import UsageError
+from kaudit.core.units import format_duration, format_size, parse_duration, parse_size
 
 
 def test_version_goes_to_stdout(cli):

@@ -10,9 +10,10 @@ import pytest
 from ruamel.yaml import YAML
 
 from kaudit.core import render
+from kaudit.core import shipper_manifest
 from kaudit.core.loki_auth import LokiCredentials, pod_auth
-from kaudit.hosts.base import Secret
-from kaudit.query import Filters, build_logql
+from kaudit.adapters.hosts.base import Secret
+from kaudit.core.query import Filters, build_logql
 from kaudit.shipper import fields as F
 from render_support import alloy_pipeline, parse_alloy, promtail_pipeline
 
@@ -50,7 +51,7 @@ def test_alloy_config_carries_the_label_and_credential_files():
 def test_every_collector_has_the_same_label_set():
     p = render.build_pipeline(SETTINGS)
     assert p.stream_label_names()[:3] == (F.JOB_LABEL, F.NODE_LABEL, F.CLUSTER_LABEL)
-    args = render.ShipperDeploy(sources=(), cluster="prod-eu", auth=AUTH).args()
+    args = shipper_manifest.ShipperDeploy(sources=(), cluster="prod-eu", auth=AUTH).args()
     assert args[args.index("--cluster") + 1] == "prod-eu"
     assert "pw-not-rendered" not in " ".join(args) + repr(AUTH) + repr(LokiCredentials(password=Secret("pw-not-rendered")))
 
@@ -64,10 +65,10 @@ def test_cluster_in_labels_is_refused_once_the_cluster_is_set():
 
 
 def test_cluster_name_defaults_to_the_lima_instance(fake_lima):
-    from kaudit import cluster_name
-    from kaudit.hosts.lima import LimaHost
-    from kaudit.ui import UI
-    from kaudit.workflow import UpContext
+    from kaudit.engine import cluster_name
+    from kaudit.adapters.hosts.lima import LimaHost
+    from kaudit.engine.ui import UI
+    from kaudit.engine.workflow import UpContext
 
     ctx = UpContext(node=LimaHost("lab-2"), local=LimaHost("lab-2"), ui=UI(stream=io.StringIO()), options=SimpleNamespace())
     assert cluster_name.resolve(ctx) == "lab-2" and ctx.facts["cluster_name_source"] == "Lima instance lab-2"

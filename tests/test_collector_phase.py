@@ -8,13 +8,13 @@ from types import SimpleNamespace
 import pytest
 from ruamel.yaml import YAML
 
-from kaudit import charts
+from kaudit.core import charts
 from kaudit.core import render
 from kaudit.core.manifest import AuditSpec
-from kaudit.errors import KauditError, PhaseError, UsageError
-from kaudit.phases import collector, stack
+from kaudit.core.errors import KauditError, PhaseError, UsageError
+from kaudit.engine.phases import collector, stack
 from kaudit.shipper import fields as F
-from kaudit.workflow import PHASES, Status, run_phase
+from kaudit.engine.workflow import PHASES, Status, run_phase
 from cluster_doubles import Cluster, argv_option, out
 from render_support import alloy_pipeline, go_tpl, parse_alloy, promtail_pipeline
 
@@ -190,7 +190,7 @@ def test_unknown_collector(cluster):
 
 
 def test_with_the_real_up_options(cluster):
-    from kaudit.up_options import UpOptions
+    from kaudit.engine.settings import UpOptions
 
     o = UpOptions(spec=AuditSpec(), collector="shipper", stack="loki-stack", cluster_name="lab")
     assert collector.run(cluster.context(o)).status is Status.CHANGED
@@ -218,7 +218,7 @@ def test_kaudit_up_stack_and_collector_twice(cli, cluster, monkeypatch, tmp_path
 
 
 def test_loki_tenant_reaches_the_collector(cluster):
-    from kaudit.up_options import UpOptions
+    from kaudit.engine.settings import UpOptions
 
     collector.run(cluster.context(UpOptions(spec=AuditSpec(), loki_tenant="team-a", cluster_name="lab")))
     values = json.loads(cluster.upgrades()[0]["stdin"])

@@ -226,7 +226,8 @@ def test_retro_hunt_names_the_url_when_loki_is_down(cli):
 def test_rule_cache_is_used_and_follows_the_pack(tmp_path, monkeypatch):
     """The packaged rules are parsed once and then read from the cache; a cache that is
     not JSON is ignored; a changed pack gets a new cache file."""
-    from kaudit.detect import cache, model
+    from kaudit.core.detect import model
+    from kaudit.adapters import rule_cache as cache
 
     monkeypatch.setenv("KAUDIT_CACHE_DIR", str(tmp_path))
     first = cache.packaged_rules()

@@ -21,9 +21,9 @@ import pytest
 
 from conftest import DATA
 from doubles.logql import LogQuery, MetricQuery
-from kaudit.detect.logql import compile_rule, re2_escape, rule_groups
-from kaudit.detect.match import Detector, compile_rule as py_rule
-from kaudit.detect.model import load_rules, rule_pack
+from kaudit.core.detect.logql import compile_rule, re2_escape, rule_groups
+from kaudit.core.detect.match import Detector, compile_rule as py_rule
+from kaudit.core.detect.model import load_rules, rule_pack
 from kaudit.shipper.payload import Encoder
 
 DETECT = DATA / "detect"

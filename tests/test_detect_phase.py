@@ -15,10 +15,10 @@ import pytest
 from ruamel.yaml import YAML
 
 from doubles.logql import MetricQuery
-from kaudit import charts
-from kaudit.detect.model import rule_pack
-from kaudit.phases import detect, stack
-from kaudit.workflow import PHASE_NAMES, Status
+from kaudit.core import charts
+from kaudit.core.detect.model import rule_pack
+from kaudit.engine.phases import detect, stack
+from kaudit.engine.workflow import PHASE_NAMES, Status
 from cluster_doubles import Cluster
 
 
@@ -190,9 +190,10 @@ def test_real_helm_renders_the_ruler_and_the_rules_mount(stack_name, tmp_path):
     import base64
 
     from kaudit.core import render
+    from kaudit.core import stack_values
     from test_helm_template import template
 
-    values = {rel: yaml(t) for rel, t in render.stack_values(stack_name, "kaudit").items()}
+    values = {rel: yaml(t) for rel, t in stack_values.stack_values(stack_name, "kaudit").items()}
     merged = detect.with_ruler(SimpleNamespace(options=opts(stack=stack_name)), stack_name, values)["loki"]
     docs = template(charts.STACKS[stack_name][0], merged, tmp_path)
     (sts,) = [d for d in docs if d["kind"] == "StatefulSet" and d["metadata"]["name"] == "loki"]

@@ -13,8 +13,8 @@ import json
 import pytest
 
 from conftest import DATA
-from kaudit.detect.match import Detector, compile_rule
-from kaudit.detect.model import REQUIRED, RuleError, load_rules, parse_path, rule_pack
+from kaudit.core.detect.match import Detector, compile_rule
+from kaudit.core.detect.model import REQUIRED, RuleError, load_rules, parse_path, rule_pack
 
 CASES_DIR = DATA / "detect"
 CASES = json.loads((CASES_DIR / "cases.json").read_text())
@@ -199,7 +199,7 @@ def test_every_rule_is_in_the_docs_table():
 
 def test_an_event_with_odd_types_is_matched_without_errors():
     """verb as a list (unhashable), objectRef as a string: every rule still just answers."""
-    from kaudit.detect.match import detect
+    from kaudit.core.detect.match import detect
 
     lines = [("x", 1, json.dumps({"kind": "Event", "verb": ["get"], "objectRef": "pods", "user": {"username": "system:anonymous"},
                                   "stage": "ResponseComplete", "responseStatus": {"code": 200}, "auditID": "a"}))]

@@ -7,10 +7,10 @@ import io
 import threading
 import time
 
-from kaudit.cli.fleet import ClusterResult, run_all
+from kaudit.engine.fleet import ClusterResult, run_all
 from kaudit.core.inventory import ClusterEntry, Inventory
-from kaudit.errors import KauditError
-from kaudit.ui import UI
+from kaudit.core.errors import KauditError
+from kaudit.engine.ui import UI
 
 
 def inventory(n: int) -> Inventory:

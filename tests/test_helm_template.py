@@ -19,8 +19,10 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from kaudit import charts
+from kaudit.core import charts
 from kaudit.core import render
+from kaudit.core import shipper_manifest
+from kaudit.core import stack_values
 
 KUBE_VERSION = "1.36.0"
 NAMESPACE = "kaudit"
@@ -58,7 +60,7 @@ def template(chart: charts.Chart, values: dict, tmp_path: Path) -> list[dict]:
 
 
 def stack_objects(stack: str, tmp_path: Path, storage=None) -> list[dict]:
-    texts = render.stack_values(stack, NAMESPACE, storage)
+    texts = stack_values.stack_values(stack, NAMESPACE, storage)
     out = []
     for chart in charts.STACKS[stack]:
         out += template(chart, render.parse_yaml(texts[chart.release], chart.chart), tmp_path)
@@ -115,7 +117,7 @@ def test_default_stack_renders_without_any_claim_and_serves_loki_where_kaudit_lo
 
 @pytest.mark.parametrize("stack", list(charts.STACKS))
 def test_storage_class_flag_renders_a_claim_of_that_class(stack, tmp_path):
-    objs = stack_objects(stack, tmp_path, render.LokiStorage("local-path", "20Gi"))
+    objs = stack_objects(stack, tmp_path, stack_values.LokiStorage("local-path", "20Gi"))
     templates = [t for s in of_kind(objs, "StatefulSet") for t in s["spec"].get("volumeClaimTemplates") or []]
     pvcs = templates + of_kind(objs, "PersistentVolumeClaim")
     assert len(pvcs) == 1, claims(objs)
@@ -138,7 +140,7 @@ def test_community_loki_config_has_filesystem_storage_v13_and_structured_metadat
 
 def test_loki_stack_grafana_provisions_only_kaudit_s_datasource(tmp_path):
     objs = stack_objects("loki-stack", tmp_path)
-    key, value = render.DATASOURCE_LABEL
+    key, value = stack_values.DATASOURCE_LABEL
     labelled = [o for o in of_kind(objs, "ConfigMap") if (o["metadata"].get("labels") or {}).get(key) == value]
     assert len(labelled) == 1 and "type: loki" in next(iter(labelled[0]["data"].values()))
     [grafana] = [d for d in of_kind(objs, "Deployment") if "grafana" in d["metadata"]["name"]]
@@ -206,8 +208,8 @@ def test_a_real_apiserver_accepts_every_rendered_object(apiserver, tmp_path):
         everything += stack_objects(stack, tmp_path)
     for collector in charts.COLLECTOR_CHARTS:
         everything += collector_objects(collector, tmp_path)
-    dashboard = render.parse_yaml(render.render_dashboard_configmap(NAMESPACE), "dashboard")
-    shipper = render.parse_yaml_documents(render.render_shipper_manifest(render.ShipperDeploy(sources=(("kaudit/shipper/__main__.py", "print(1)\n"),))), "s")
+    dashboard = render.parse_yaml(stack_values.render_dashboard_configmap(NAMESPACE), "dashboard")
+    shipper = render.parse_yaml_documents(shipper_manifest.render_shipper_manifest(shipper_manifest.ShipperDeploy(sources=(("kaudit/shipper/__main__.py", "print(1)\n"),))), "s")
     everything += [dashboard, *shipper]
     # CRD instances need their CRDs, which nothing here installs; everything else must pass
     plain = [o for o in everything if o.get("apiVersion", "").split("/")[0] in

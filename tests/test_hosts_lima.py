@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from kaudit.errors import CommandError, KauditError, UsageError
-from kaudit.hosts import open_host
-from kaudit.hosts.lima import LimaHost, limactl_fatal
+from kaudit.core.errors import CommandError, KauditError, UsageError
+from kaudit.adapters.hosts import open_host
+from kaudit.adapters.hosts.lima import LimaHost, limactl_fatal
 
 TRICKY = ["a b", "it's", '"double"', "$(echo pwned)", "`id`", "*", "x\ny", "back\\slash", "", "-n", "A=$HOME", ";", "|&>"]
 

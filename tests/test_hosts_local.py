@@ -5,10 +5,10 @@ import stat
 
 import pytest
 
-from kaudit.errors import CommandError, KauditError
-from kaudit.hosts import Secret, display_command, open_host, shell_join
-from kaudit.hosts.base import Host, Result
-from kaudit.hosts.local import LocalHost
+from kaudit.core.errors import CommandError, KauditError
+from kaudit.adapters.hosts import Secret, display_command, open_host, shell_join
+from kaudit.adapters.hosts.base import Host, Result
+from kaudit.adapters.hosts.local import LocalHost
 
 
 def test_rootfs_maps_node_paths(tmp_path):

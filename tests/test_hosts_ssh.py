@@ -7,9 +7,9 @@ import stat
 
 import pytest
 
-from kaudit.errors import CommandError, KauditError, UsageError
-from kaudit.hosts import open_host, parse_ssh_url
-from kaudit.hosts.ssh import SshHost
+from kaudit.core.errors import CommandError, KauditError, UsageError
+from kaudit.adapters.hosts import open_host, parse_ssh_url
+from kaudit.adapters.hosts.ssh import SshHost
 
 TRICKY = ["a b", "it's", '"double"', "$(echo pwned)", "`id`", "*", "x\ny", "back\\slash", "", "-n", "A=$HOME", ";", "|&>"]
 

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from kaudit.core.inventory import parse_inventory
-from kaudit.errors import UsageError
+from kaudit.core.errors import UsageError
 
 GOOD = """\
 loki:

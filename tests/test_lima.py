@@ -1,4 +1,4 @@
-"""kaudit.lima (the VM provider) against the limactl double, plus its pure parsers."""
+"""kaudit.adapters.lima (the VM provider) against the limactl double, plus its pure parsers."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from kaudit.errors import KauditError, UsageError
-from kaudit.hosts.local import LocalHost
-from kaudit.lima import GiB, Lima, parse_list_json, parse_version, start_argv
+from kaudit.core.errors import KauditError, UsageError
+from kaudit.adapters.hosts.local import LocalHost
+from kaudit.adapters.lima import GiB, Lima, parse_list_json, parse_version, start_argv
 
 
 def lima() -> Lima:
@@ -105,7 +105,7 @@ def test_start_failure_shows_limactls_text(fake_lima):
 def test_lima1_rejects_the_lima2_locator_so_we_never_send_it(fake_lima):
     fake_lima.update(version="1.2.3")
     # what Lima 1.x does with the 2.x form: proves the double models the difference
-    from kaudit.hosts.local import LocalHost as L
+    from kaudit.adapters.hosts.local import LocalHost as L
 
     r = L().run(["limactl", "start", "--name=k8s", "--tty=false", "template:k8s"], check=False, sudo=False)
     assert r.returncode == 1 and "templates/.yaml: no such file" in r.err
@@ -116,7 +116,7 @@ def test_lima1_rejects_the_lima2_locator_so_we_never_send_it(fake_lima):
 
 
 def test_lima2_warns_about_the_old_locator(fake_lima):
-    from kaudit.hosts.local import LocalHost as L
+    from kaudit.adapters.hosts.local import LocalHost as L
 
     r = L().run(["limactl", "start", "--name=x", "--tty=false", "template://k8s"], sudo=False)
     assert "Template locator `template://k8s` should be written `template:k8s` since Lima v2.0" in r.err

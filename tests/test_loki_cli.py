@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from kaudit.errors import UsageError
-from kaudit.storage_credentials import load
+from kaudit.core.errors import UsageError
+from kaudit.adapters.storage_credentials import load
 
 ACCESS, SECRET = "AKIAKAUDITCLITEST01", "kaudit-cli-secret-0123456789"
 SSD = ["--stack", "loki", "--loki-mode", "simple-scalable"]

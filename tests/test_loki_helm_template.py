@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from kaudit import charts
+from kaudit.core import charts
 from kaudit.core import loki_scalable as L
 from kaudit.core import loki_sizing as S
 from kaudit.core import render
+from kaudit.core import stack_values
 
 KUBE_VERSION = "1.36.0"
 
@@ -58,7 +59,7 @@ def values(mode: str, kind: str, persistence=None, secret=L.SECRET_NAME) -> dict
     bucket = None if kind == "minio" else "audit"
     st = L.ObjectStorage.from_flags(kind, bucket, None, None, None, None, secret)
     sc = L.ScalableLoki(mode, st, S.size(S.SizingInput(mode=mode, events_per_second=2000, retention_seconds=30 * 86400)), persistence)
-    return render.parse_yaml(render.stack_values("loki", "kaudit", None, sc)["loki"], "loki")
+    return render.parse_yaml(stack_values.stack_values("loki", "kaudit", None, sc)["loki"], "loki")
 
 
 def by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
@@ -97,7 +98,7 @@ def test_simple_scalable_renders_write_and_backend_statefulsets_without_claims(k
 
 
 def test_simple_scalable_with_a_storage_class_claims_it(tmp_path):
-    docs = template(values("simple-scalable", "s3", render.LokiStorage("local-path", "20Gi")), tmp_path)
+    docs = template(values("simple-scalable", "s3", stack_values.LokiStorage("local-path", "20Gi")), tmp_path)
     write = by_kind(docs, "StatefulSet")["loki-write"]
     [claim] = write["spec"]["volumeClaimTemplates"]
     assert claim["spec"]["storageClassName"] == "local-path" and claim["spec"]["resources"]["requests"]["storage"] == "20Gi"

@@ -12,13 +12,14 @@ import pytest
 
 from chart_keys import chart_values, deep_merge, load, unknown_keys, DATA
 from cluster_doubles import Cluster, out
-from kaudit import charts
+from kaudit.core import charts
 from kaudit.core import loki_scalable as L
 from kaudit.core import loki_sizing as S
 from kaudit.core import render
-from kaudit.storage_credentials import Credentials
-from kaudit.phases import stack
-from kaudit.workflow import Status
+from kaudit.core import stack_values
+from kaudit.adapters.storage_credentials import Credentials
+from kaudit.engine.phases import stack
+from kaudit.engine.workflow import Status
 
 ACCESS, SECRET = "AKIAKAUDITTESTKEY01", "kaudit-test-secret-value-0123456789"
 GCS_KEY = json.dumps({"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----\nkaudit-test-gcs-key\n"})
@@ -31,7 +32,7 @@ STORAGES = {
     "gcs": L.ObjectStorage.from_flags("gcs", "audit", None, None, None, None, L.SECRET_NAME),
     "gcs-workload-identity": L.ObjectStorage.from_flags("gcs", "audit", None, None, None, None, None),
 }
-PERSISTENCE = {"emptydir": None, "class": render.LokiStorage("local-path", "20Gi")}
+PERSISTENCE = {"emptydir": None, "class": stack_values.LokiStorage("local-path", "20Gi")}
 
 
 def scalable(mode="simple-scalable", storage="s3", persistence="emptydir", **sizing) -> L.ScalableLoki:
@@ -40,7 +41,7 @@ def scalable(mode="simple-scalable", storage="s3", persistence="emptydir", **siz
 
 
 def loki_values(sc: L.ScalableLoki) -> dict:
-    return render.parse_yaml(render.stack_values("loki", "kaudit", None, sc)["loki"], "loki")
+    return render.parse_yaml(stack_values.stack_values("loki", "kaudit", None, sc)["loki"], "loki")
 
 
 def merged(v: dict) -> dict:
@@ -247,8 +248,8 @@ def test_monolithic_default_still_renders_the_golden_values():
     golden = (DATA.parent / "render" / "values-loki.yaml").read_text()
     from kaudit import __version__
 
-    assert render.stack_values("loki", "kaudit")["loki"] == golden.replace("VERSION", __version__)
-    assert render.stack_values("loki", "kaudit", None, None) == render.stack_values("loki", "kaudit")
+    assert stack_values.stack_values("loki", "kaudit")["loki"] == golden.replace("VERSION", __version__)
+    assert stack_values.stack_values("loki", "kaudit", None, None) == stack_values.stack_values("loki", "kaudit")
 
 
 def test_vendored_example_files_agree_on_the_zeroed_targets():
@@ -261,7 +262,7 @@ def test_vendored_example_files_agree_on_the_zeroed_targets():
 
 
 def test_the_shipper_is_told_the_sized_line_limit(cluster):
-    from kaudit.phases import collector
+    from kaudit.engine.phases import collector
 
     sc = scalable("simple-scalable", "s3")
     ctx = cluster.context(SimpleNamespace(**vars(options(sc, Credentials(L.secret_data("s3", ACCESS, SECRET), "t"))), collector="shipper"))

@@ -15,7 +15,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from kaudit.core.policy import PROFILES, PolicyError, check_policy, policy_text, validate_policy
-from kaudit.errors import KauditError
+from kaudit.core.errors import KauditError
 
 KNOWN_APIS = [
     {"group": g}

@@ -12,8 +12,8 @@ import pytest
 
 from doubles.loki import Query
 from doubles.verify.cluster import Cluster, double_path, events
-from kaudit.loki_api import LokiClient, LokiError
-from kaudit.query import Filters, build_logql, json_label, logql_string, rows_from_entries
+from kaudit.adapters.loki import LokiClient, LokiError
+from kaudit.core.query import Filters, build_logql, json_label, logql_string, rows_from_entries
 from kaudit.shipper import fields as F
 from loki_fixture import loki  # noqa: F401
 

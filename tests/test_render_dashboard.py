@@ -11,7 +11,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from kaudit.core import render
-from kaudit.resources import read_resource
+from kaudit.core import stack_values
+from kaudit.core.resources import read_resource
 from kaudit.shipper import fields as F
 
 DASHBOARD = json.loads(read_resource("templates", "dashboards/kubernetes-audit.json"))
@@ -135,17 +136,17 @@ def test_secrets_panel_selects_secret_reads():
 
 
 def test_dashboard_configmap_is_labelled_for_the_sidecar():
-    cm = YAML(typ="safe", pure=True).load(render.render_dashboard_configmap("kaudit"))
+    cm = YAML(typ="safe", pure=True).load(stack_values.render_dashboard_configmap("kaudit"))
     assert cm["kind"] == "ConfigMap" and cm["metadata"]["namespace"] == "kaudit"
-    assert cm["metadata"]["labels"][render.DASHBOARD_LABEL] == "1"
+    assert cm["metadata"]["labels"][stack_values.DASHBOARD_LABEL] == "1"
     assert json.loads(cm["data"]["kubernetes-audit.json"]) == DASHBOARD
 
 
 @pytest.mark.parametrize("stack", ["loki-stack", "loki"])
 def test_stack_grafana_watches_that_label(stack):
-    values = {rel: YAML(typ="safe", pure=True).load(t) for rel, t in render.stack_values(stack, "kaudit").items()}
+    values = {rel: YAML(typ="safe", pure=True).load(t) for rel, t in stack_values.stack_values(stack, "kaudit").items()}
     grafana = values["loki"]["grafana"] if stack == "loki-stack" else values["grafana"]
-    assert grafana["sidecar"]["dashboards"] == {"enabled": True, "label": render.DASHBOARD_LABEL, "labelValue": "1"}
+    assert grafana["sidecar"]["dashboards"] == {"enabled": True, "label": stack_values.DASHBOARD_LABEL, "labelValue": "1"}
 
 
 def test_cluster_variable_lists_the_cluster_label_of_audit_streams():

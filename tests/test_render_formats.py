@@ -16,8 +16,9 @@ from ruamel.yaml import YAML
 
 from kaudit import __version__
 from kaudit.core import render
+from kaudit.core import stack_values
 from kaudit.core.render import CollectorSettings, render_collector_config
-from kaudit.errors import KauditError, UsageError
+from kaudit.core.errors import KauditError, UsageError
 from kaudit.shipper import fields as F
 from kaudit.shipper.payload import Encoder
 from render_support import PipelineDef, alloy_pipeline, go_tpl, parse_alloy, promtail_pipeline, run_pipeline
@@ -332,7 +333,7 @@ STACK_GOLDEN = [("values-loki-stack.yaml", "loki-stack", "loki"), ("values-loki.
 
 @pytest.mark.parametrize("golden,stack,release", STACK_GOLDEN, ids=[g[0] for g in STACK_GOLDEN])
 def test_stack_values_golden(golden, stack, release):
-    got = normalise(render.stack_values(stack, "kaudit")[release])
+    got = normalise(stack_values.stack_values(stack, "kaudit")[release])
     path = DATA / golden
     if UPDATE:
         path.write_text(got, encoding="utf-8")

@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from kaudit import charts
-from kaudit.core import render
-from kaudit.phases.collector import shipper_sources
+from kaudit.core import charts
+from kaudit.core import shipper_manifest
+from kaudit.engine.phases.collector import shipper_sources
 from kaudit.shipper import fields as F
 from loki_fixture import loki_factory  # noqa: F401
 
@@ -98,8 +98,8 @@ def discovery_kubeconfig(tmp_path):
 
 
 def manifest(**kw) -> str:
-    d = render.ShipperDeploy(sources=tuple(sorted(shipper_sources().items())), **kw)
-    return render.render_shipper_manifest(d)
+    d = shipper_manifest.ShipperDeploy(sources=tuple(sorted(shipper_sources().items())), **kw)
+    return shipper_manifest.render_shipper_manifest(d)
 
 
 def docs(text: str) -> list[dict]:
@@ -173,8 +173,8 @@ def test_code_change_rolls_the_pods():
     a = docs(manifest())[1]["spec"]["template"]["metadata"]["annotations"]["kaudit.io/code-sha256"]
     sources = dict(shipper_sources())
     sources["kaudit/shipper/main.py"] += "\n# changed\n"
-    d = render.ShipperDeploy(sources=tuple(sorted(sources.items())))
-    b = docs(render.render_shipper_manifest(d))[1]["spec"]["template"]["metadata"]["annotations"]["kaudit.io/code-sha256"]
+    d = shipper_manifest.ShipperDeploy(sources=tuple(sorted(sources.items())))
+    b = docs(shipper_manifest.render_shipper_manifest(d))[1]["spec"]["template"]["metadata"]["annotations"]["kaudit.io/code-sha256"]
     assert a != b
 
 

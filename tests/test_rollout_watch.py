@@ -15,9 +15,9 @@ from types import SimpleNamespace
 import pytest
 
 from kaudit.core.rollout import diagnose
-from kaudit.errors import KauditError
-from kaudit.phases import collector, stack
-from kaudit.workflow import Status
+from kaudit.core.errors import KauditError
+from kaudit.engine.phases import collector, stack
+from kaudit.engine.workflow import Status
 from cluster_doubles import Cluster, out
 
 NS = "kaudit"

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from conftest import DATA
-from kaudit.core.audit_logs import read_lines
+from kaudit.adapters.audit_files import read_lines
 from kaudit.core.event_bytes import EventSizes, encode_event, go_json, request_received, without_managed_fields
 from kaudit.core.policy import policy_text
 from kaudit.core.policy_eval import evaluate, load_policy, request_from_event

@@ -8,11 +8,12 @@ from types import SimpleNamespace
 import pytest
 from ruamel.yaml import YAML
 
-from kaudit import charts
+from kaudit.core import charts
 from kaudit.core import render
-from kaudit.errors import KauditError, PhaseError
-from kaudit.phases import stack
-from kaudit.workflow import PHASES, Status, run_phase
+from kaudit.core import stack_values
+from kaudit.core.errors import KauditError, PhaseError
+from kaudit.engine.phases import stack
+from kaudit.engine.workflow import PHASES, Status, run_phase
 from cluster_doubles import Cluster, argv_option, out
 
 STACK_PHASE = next(p for p in PHASES if p.name == "stack")
@@ -42,7 +43,7 @@ def test_loki_stack_installs_with_grafana_and_without_promtail(cluster):
         "-f", "-", "--kubeconfig", kc,
     ]
     values = json.loads(up["stdin"])
-    assert values == yaml(render.stack_values("loki-stack", "kaudit")["loki"])
+    assert values == yaml(stack_values.stack_values("loki-stack", "kaudit")["loki"])
     assert values["promtail"]["enabled"] is False
     assert values["grafana"]["enabled"] is True and values["grafana"]["sidecar"]["datasources"]["enabled"] is True
     assert values["loki"]["enabled"] is True
@@ -193,7 +194,7 @@ def test_switching_stacks_over_an_existing_release_is_refused(cluster):
 
 
 def test_chart_name_of_a_helm_list_row():
-    from kaudit.helm import chart_name, go_duration
+    from kaudit.adapters.helm import chart_name, go_duration
 
     assert chart_name("loki-stack-2.10.3") == "loki-stack"
     assert chart_name("loki-18.11.0") == "loki"
@@ -204,7 +205,7 @@ def test_chart_name_of_a_helm_list_row():
 def test_loki_values_pass_the_community_charts_own_checks():
     """The fail conditions of grafana-community/helm-charts charts/loki/templates/validate.yaml
     that these values could hit, restated; helm itself cannot run here."""
-    v = yaml(render.stack_values("loki", "kaudit")["loki"])
+    v = yaml(stack_values.stack_values("loki", "kaudit")["loki"])
     get = lambda path, default=None: _dig(v, path, default)  # noqa: E731
     assert "config" not in v, "top-level config is refused by the chart"
     assert not (get("test.enabled", True) and not get("lokiCanary.enabled", True)), "helm test needs the canary"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from kaudit.dryrun import recording
-from kaudit.errors import KauditError
-from kaudit.hosts.local import LocalHost
-from kaudit.workflow import PHASE_NAMES
+from kaudit.adapters.hosts.dryrun import recording
+from kaudit.core.errors import KauditError
+from kaudit.adapters.hosts.local import LocalHost
+from kaudit.engine.workflow import PHASE_NAMES
 from upnode import MANIFEST, kube_node, snapshot  # noqa: F401  (fixture)
 
 

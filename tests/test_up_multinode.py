@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import pytest
 
-from kaudit.cli.up import run_phases
-from kaudit.errors import KauditError
-from kaudit.hosts.local import LocalHost
-from kaudit.ui import UI
-from kaudit.up_options import UpOptions
-from kaudit.workflow import select_phases
+from kaudit.engine.run import run_phases
+from kaudit.core.errors import KauditError
+from kaudit.adapters.hosts.local import LocalHost
+from kaudit.engine.ui import UI
+from kaudit.engine.settings import UpOptions
+from kaudit.engine.workflow import select_phases
 from upnode import MANIFEST, kube_node  # noqa: F401  (fixture)
 
 

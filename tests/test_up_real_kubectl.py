@@ -1,4 +1,4 @@
-"""kaudit.kube against the real kubectl (/usr/bin/kubectl) talking to a small API
+"""kaudit.adapters.kube against the real kubectl (/usr/bin/kubectl) talking to a small API
 server on 127.0.0.1: the argv kaudit builds is accepted, and kubectl's own answers
 (a pod, NotFound, /readyz, a refused connection, a Conflict on replace) are read
 the way kaudit expects. The server speaks the Kubernetes REST paths and Status
@@ -16,9 +16,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from kaudit.errors import KauditError
-from kaudit.hosts.local import LocalHost
-from kaudit.kube import ApiDown, NodeKubectl, find_apiserver_pod
+from kaudit.core.errors import KauditError
+from kaudit.adapters.hosts.local import LocalHost
+from kaudit.adapters.kube import ApiDown, NodeKubectl, find_apiserver_pod
 
 
 @pytest.fixture(autouse=True)

@@ -10,9 +10,9 @@ import pytest
 
 from doubles.verify.cluster import Cluster, NodeTree, double_path, events
 from kaudit.core.manifest import AuditSpec
-from kaudit.hosts.local import LocalHost
-from kaudit.verify import checks as C
-from kaudit.verify.checks import Node, Settings, VerifyContext
+from kaudit.adapters.hosts.local import LocalHost
+from kaudit.engine.verify import checks as C
+from kaudit.engine.verify.checks import Node, Settings, VerifyContext
 from loki_fixture import loki, loki_factory  # noqa: F401
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from doubles.verify.cluster import Cluster, NodeTree, double_path
-from kaudit.verify.schema import SCHEMA
+from kaudit.engine.verify.schema import SCHEMA
 from loki_fixture import loki  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
@@ -176,8 +176,8 @@ def test_table_shows_hints_for_failures(cli, env, loki):  # noqa: F811
 def test_rich_table_on_a_terminal(env, loki):  # noqa: F811
     import io
 
-    from kaudit.verify.checks import CheckResult
-    from kaudit.verify.report import render_table
+    from kaudit.engine.verify.checks import CheckResult
+    from kaudit.engine.verify.report import render_table
 
     class Tty(io.StringIO):
         def isatty(self):
@@ -212,9 +212,9 @@ def test_usage_errors(cli, argv, message):
 def _up_ctx(tree, *, dry_run=False, facts=None, **opts):
     from types import SimpleNamespace
 
-    from kaudit.hosts.local import LocalHost
-    from kaudit.ui import UI
-    from kaudit.workflow import UpContext
+    from kaudit.adapters.hosts.local import LocalHost
+    from kaudit.engine.ui import UI
+    from kaudit.engine.workflow import UpContext
 
     import io
 
@@ -224,8 +224,8 @@ def _up_ctx(tree, *, dry_run=False, facts=None, **opts):
 
 
 def test_phase_dry_run_plans(env, loki):  # noqa: F811
-    from kaudit.phases.verify import run
-    from kaudit.workflow import Status
+    from kaudit.engine.phases.verify import run
+    from kaudit.engine.workflow import Status
 
     tree, _ = env
     out = run(_up_ctx(tree, dry_run=True, loki_url=loki.url))
@@ -233,8 +233,8 @@ def test_phase_dry_run_plans(env, loki):  # noqa: F811
 
 
 def test_phase_port_forwards_to_the_service_the_stack_recorded(env, loki):  # noqa: F811
-    from kaudit.phases.verify import run
-    from kaudit.workflow import Status
+    from kaudit.engine.phases.verify import run
+    from kaudit.engine.workflow import Status
 
     tree, cluster = env
     cluster.state["services"] = {"audit-stack/loki-gw": loki.url.split("//")[1]}
@@ -250,8 +250,8 @@ def test_phase_port_forwards_to_the_service_the_stack_recorded(env, loki):  # no
 
 
 def test_phase_failure_is_exit_4(env, loki):  # noqa: F811
-    from kaudit.errors import ExitCode, KauditError
-    from kaudit.phases.verify import run
+    from kaudit.core.errors import ExitCode, KauditError
+    from kaudit.engine.phases.verify import run
 
     tree, _ = env
     tree.set_process(None)
@@ -265,10 +265,10 @@ def test_phase_failure_is_exit_4(env, loki):  # noqa: F811
 
 
 def test_reachable_over_real_ssh(sshd):
-    from kaudit.hosts import open_host
-    from kaudit.verify import checks as C
-    from kaudit.verify.checks import Node, Settings, VerifyContext
-    from kaudit.hosts.local import LocalHost
+    from kaudit.adapters.hosts import open_host
+    from kaudit.engine.verify import checks as C
+    from kaudit.engine.verify.checks import Node, Settings, VerifyContext
+    from kaudit.adapters.hosts.local import LocalHost
     from kaudit.core.manifest import AuditSpec
 
     node = Node(sshd.url, lambda: open_host(sshd.url, ssh_key=sshd.key_path, known_hosts=sshd.known_hosts_path))
@@ -316,9 +316,9 @@ def test_terminal_run_shows_a_live_status_then_the_table(tmp_path):
     import io
 
     from kaudit.core.manifest import AuditSpec
-    from kaudit.hosts.local import LocalHost
-    from kaudit.ui import UI
-    from kaudit.verify import session
+    from kaudit.adapters.hosts.local import LocalHost
+    from kaudit.engine.ui import UI
+    from kaudit.engine.verify import session
 
     class Tty(io.StringIO):
         def isatty(self):

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from kaudit.hosts.local import LocalHost
-from kaudit.verify import node as N
+from kaudit.adapters.hosts.local import LocalHost
+from kaudit.engine.verify import node as N
 
 DOUBLES = Path(__file__).resolve().parent / "doubles" / "verify"
 
@@ -110,8 +110,8 @@ def test_mapped_paths(tmp_path):
 
 
 def test_port_forward_uses_limas_copied_kubeconfig(tmp_path, monkeypatch):
-    from kaudit.hosts.lima import LimaHost
-    from kaudit.verify.kube import Kubectl
+    from kaudit.adapters.hosts.lima import LimaHost
+    from kaudit.engine.verify.kube import Kubectl
 
     monkeypatch.setenv("LIMA_HOME", str(tmp_path))
     kube = Kubectl(LimaHost("k8s"), None, LocalHost())

@@ -7,11 +7,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from kaudit.errors import PhaseError
-from kaudit.hosts.lima import LimaHost
-from kaudit.hosts.local import LocalHost
-from kaudit.ui import UI
-from kaudit.workflow import PHASES, Status, UpContext, run_phase
+from kaudit.core.errors import PhaseError
+from kaudit.adapters.hosts.lima import LimaHost
+from kaudit.adapters.hosts.local import LocalHost
+from kaudit.engine.ui import UI
+from kaudit.engine.workflow import PHASES, Status, UpContext, run_phase
 
 VM = next(p for p in PHASES if p.name == "vm")
 

@@ -65,7 +65,7 @@ def test_installed_wheel_finds_its_resources(wheel, tmp_path):
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site)}
     code = (
-        "import kaudit, kaudit.resources as r\n"
+        "import kaudit, kaudit.core.resources as r\n"
         "print(kaudit.__file__)\n"
         "print(r.resource_dir('policies'))\n"
         "print(r.resource_dir('templates'))\n"
@@ -88,7 +88,7 @@ def test_installed_wheel_finds_its_resources(wheel, tmp_path):
 
 def test_installed_wheel_carries_the_detection_rules(wheel, tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
-    rules = {f"kaudit/detect/rules/{p.name}" for p in (REPO / "kaudit" / "detect" / "rules").glob("*.yaml")}
+    rules = {f"kaudit/core/detect/rules/{p.name}" for p in (REPO / "kaudit" / "core" / "detect" / "rules").glob("*.yaml")}
     assert rules and rules <= names
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
@@ -100,4 +100,4 @@ def test_installed_wheel_carries_the_detection_rules(wheel, tmp_path):
 
     doc = json.loads(cp.stdout)
     assert len(doc["rules"]) >= 30
-    assert all(r["source"].startswith("kaudit/detect/rules/") for r in doc["rules"])
+    assert all(r["source"].startswith("kaudit/core/detect/rules/") for r in doc["rules"])

@@ -15,13 +15,13 @@ from typing import Optional, Sequence
 import typer
 
 from kaudit import __version__
-from kaudit.errors import CommandError, ExitCode, KauditError
-from kaudit.ui import UI
+from kaudit.core.errors import CommandError, ExitCode, KauditError
+from kaudit.engine.ui import UI
 
 app = typer.Typer(
     name="kaudit",
     help="Kubernetes audit logging from kube-apiserver flags to Grafana/Loki, verified.\n\n"
-    "Example: kaudit up --host lima:k8s",
+    "\b\nExamples:\n  kaudit up\n  kaudit verify --host lima:k8s\n  kaudit detect --log /var/log/kubernetes-audit/",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -70,6 +70,15 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def click_command():
+    """The click command Typer builds from ``app``, with kubectl-style value names in --help."""
+    import typer.main
+
+    from kaudit.cli.help import kubectl_style
+
+    return kubectl_style(typer.main.get_command(app))
+
+
 def _report(err: KauditError) -> None:
     ui = UI()
     ui.error(err.message)
@@ -85,7 +94,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        rv = app(args=args, prog_name="kaudit", standalone_mode=False)
+        rv = click_command().main(args=args, prog_name="kaudit", standalone_mode=False)
         return int(rv) if isinstance(rv, int) else ExitCode.OK
     except KauditError as e:
         if debug:

@@ -9,7 +9,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from kaudit.errors import UsageError
+from kaudit.core.errors import UsageError
 
 #: like a linter: something fired
 EXIT_FINDINGS = 3
@@ -42,7 +42,7 @@ def _rule_files(paths: Optional[List[Path]]) -> tuple[tuple[str, str], ...]:
 
 
 def _policy(profile: Optional[str], policy_file: Optional[Path]) -> tuple[str, dict]:
-    from kaudit.detect.policy_check import load_policy
+    from kaudit.core.detect.policy_check import load_policy
 
     if profile is not None and policy_file is not None:
         raise UsageError("--profile and --policy exclude each other", "give the packaged profile or your own policy file")
@@ -61,9 +61,9 @@ def _policy(profile: Optional[str], policy_file: Optional[Path]) -> tuple[str, d
 def _list(rules, policy_name: str, policy: dict, output: DetectOutput, logql: bool) -> int:
     import json
 
-    from kaudit.detect.logql import compile_rule
-    from kaudit.detect.policy_check import never_fires
-    from kaudit.detect.report import rule_dict
+    from kaudit.core.detect.logql import compile_rule
+    from kaudit.core.detect.policy_check import never_fires
+    from kaudit.core.detect.report import rule_dict
 
     rows = []
     for r in rules:
@@ -124,14 +124,20 @@ def detect(
     job: Annotated[str, typer.Option("--job", help="The job label the collector gives audit streams.")] = "kubernetes-audit",
     limit: Annotated[int, typer.Option("--limit", help="With --loki-url: at most this many lines per rule.", min=1, max=5000)] = 1000,
 ) -> int:
-    """Did anything suspicious happen? Runs kaudit's detection rules over audit logs and prints
-    findings grouped by rule, newest first. Exit 0: nothing fired; 3: something did.
+    """Run kaudit's detection rules over audit logs or Loki and print what they found.
 
-    Example: kaudit detect --log /var/log/kubernetes-audit/
+    Did anything suspicious happen? Findings are grouped by rule, newest first.
+    Exit 0: nothing fired; 3: something did.
+
+    \b
+    Examples:
+      kaudit detect --log /var/log/kubernetes-audit/
+      kaudit detect --loki-url http://localhost:3100 --since 24h -o sarif
+      kaudit detect --list --profile gce-modern
     """
     from kaudit.cli import state
-    from kaudit.detect.cache import packaged_rules
-    from kaudit.detect.model import rule_pack
+    from kaudit.adapters.rule_cache import packaged_rules
+    from kaudit.core.detect.model import rule_pack
 
     ui = state(ctx).ui
     rules = rule_pack(_rule_files(rules_files), _split(disable), packaged=packaged_rules())
@@ -146,14 +152,14 @@ def detect(
         raise UsageError("every rule is disabled", "drop some --disable ids")
 
     if log:
-        from kaudit.detect.logs import read_lines
-        from kaudit.detect.match import detect as run
+        from kaudit.core.detect.logs import read_lines
+        from kaudit.core.detect.match import detect as run
 
         findings, events = run(rules, read_lines(list(log)))
         sources = ", ".join(log)
     else:
-        from kaudit.detect.hunt import hunt
-        from kaudit.units import parse_duration
+        from kaudit.engine.hunt import hunt
+        from kaudit.core.units import parse_duration
 
         if not loki_url.startswith(("http://", "https://")):
             raise UsageError(f"--loki-url {loki_url!r} is not an http(s) URL", "write it like http://127.0.0.1:3100")
@@ -164,7 +170,7 @@ def detect(
         events = -1
         sources = f"{loki_url} (last {since})"
 
-    from kaudit.detect import report
+    from kaudit.core.detect import report
 
     if output is DetectOutput.json:
         sys.stdout.write(report.render_json(findings, events=events, rules=len(rules), sources=sources))

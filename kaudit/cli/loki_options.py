@@ -1,7 +1,7 @@
 """Options for reaching an existing Loki, shared by up, verify and query.
 
 Passwords and tokens are never options: only the files (or environment
-variables) holding them are (kaudit.loki_credentials).
+variables) holding them are (kaudit.adapters.loki_credentials).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ ClusterOpt = Annotated[
 
 def credentials(username, password_file, token_file, ca_file):
     """LokiCredentials from the options and the environment, or None."""
-    from kaudit.loki_credentials import load
+    from kaudit.adapters.loki_credentials import load
 
     return load(username=username, password_file=password_file, token_file=token_file, ca_file=ca_file)
 
@@ -40,6 +40,6 @@ def credentials(username, password_file, token_file, ca_file):
 def cluster(name: Optional[str]) -> Optional[str]:
     if name is None:
         return None
-    from kaudit.cluster_name import checked
+    from kaudit.engine.cluster_name import checked
 
     return checked(name, "--cluster")

@@ -2,7 +2,7 @@
 
 Checked here, at the CLI edge, so an impossible combination is one usage line (exit 2)
 before any phase runs. Credentials are never options: --storage-credentials names a file,
-or they come from the environment (kaudit.storage_credentials).
+or they come from the environment (kaudit.adapters.storage_credentials).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Annotated, Any, Mapping, Optional
 
 import typer
 
-from kaudit.errors import UsageError
+from kaudit.core.errors import UsageError
 
 _PANEL = "Scalable Loki (--stack loki)"
 
@@ -96,14 +96,14 @@ def scalable_from_flags(
         raise UsageError("--storage-secret: not with --storage-credentials (kaudit would create a second Secret)")
     creds = None
     if storage_secret is None:
-        from kaudit import storage_credentials
+        from kaudit.adapters.storage_credentials import load
 
-        creds = storage_credentials.load(object_storage, storage_credentials, os.environ if env is None else env)
+        creds = load(object_storage, storage_credentials, os.environ if env is None else env)
     secret = storage_secret or (L.SECRET_NAME if creds else None)
     storage = L.ObjectStorage.from_flags(object_storage, bucket, bucket_chunks, bucket_ruler, s3_endpoint, s3_region, secret)
     seconds = None
     if retention is not None:
-        from kaudit.units import parse_duration
+        from kaudit.core.units import parse_duration
 
         seconds = parse_duration(retention, field="--retention")
         if seconds < 86_400:

@@ -16,6 +16,8 @@ from kaudit.cli.audit_options import (
     MaxBackupOpt,
     MaxSizeOpt,
     PolicyPathOpt,
+)
+from kaudit.core.audit_settings import (
     DEFAULT_LOG_PATH,
     DEFAULT_MAXAGE,
     DEFAULT_MAXBACKUP,
@@ -24,9 +26,10 @@ from kaudit.cli.audit_options import (
     audit_spec_from_options,
     policy_path_warning,
 )
-from kaudit.cli.options import AcceptNewHostKeyOpt, HostOpt, HostOptions, KnownHostsOpt, RootfsOpt, SshKeyOpt
-from kaudit.errors import ExitCode, KauditError, UsageError
-from kaudit.up_options import APISERVER_MANIFEST
+from kaudit.cli.options import AcceptNewHostKeyOpt, HostOpt, KnownHostsOpt, RootfsOpt, SshKeyOpt
+from kaudit.engine.targets import HostOptions
+from kaudit.core.errors import ExitCode, KauditError, UsageError
+from kaudit.core.node_paths import APISERVER_MANIFEST
 
 
 def _read_text(path: str) -> str:
@@ -47,7 +50,7 @@ def _decode(data: bytes, where: str) -> str:
 
 def _write_local(path: str, text: str) -> None:
     """Atomic write through the host seam: dot-prefixed temp beside it, fsync, rename; keeps the mode."""
-    from kaudit.hosts.local import LocalHost
+    from kaudit.adapters.hosts.local import LocalHost
 
     target = Path(path)
     try:
@@ -79,7 +82,11 @@ def patch_manifest(
     mount of the log directory, in kubeadm's order; everything else is kept
     byte for byte. Running it twice changes nothing the second time.
 
-    Example: kaudit patch-manifest kube-apiserver.yaml --in-place
+    \b
+    Examples:
+      kaudit patch-manifest kube-apiserver.yaml -o patched.yaml
+      kaudit patch-manifest kube-apiserver.yaml --in-place
+      kaudit patch-manifest kube-apiserver.yaml --remove
     """
     from kaudit.cli import state
     from kaudit.core.manifest import manifest_diff, patch_manifest as patch, unpatch_manifest
@@ -143,11 +150,15 @@ def diff_manifest(
     or a local file with --manifest. The diff goes to stdout (coloured on a
     terminal only); nothing is written anywhere.
 
-    Example: kaudit diff-manifest --manifest kube-apiserver.yaml --exit-code
+    \b
+    Examples:
+      kaudit diff-manifest --host lima:k8s
+      kaudit diff-manifest --manifest kube-apiserver.yaml --exit-code
+      kaudit diff-manifest -f clusters.yaml
     """
     from kaudit.cli import state
     from kaudit.core.manifest import manifest_diff, patch_manifest as patch, unpatch_manifest
-    from kaudit.ui import colour_diff
+    from kaudit.engine.ui import colour_diff
 
     ui = state(ctx).ui
     spec = audit_spec_from_options(audit_log_path, policy_path, maxsize, maxbackup, maxage, audit_flag)
@@ -164,7 +175,7 @@ def diff_manifest(
         return [(label, manifest_diff(text, after, label, f"{label} (kaudit)"))]
 
     if inventory is not None:
-        from kaudit.cli.fleet import diff_inventory
+        from kaudit.engine.fleet import diff_inventory
 
         if manifest is not None or host or rootfs:
             raise UsageError("-f takes the nodes from the inventory", "leave out --manifest, --host and --rootfs")

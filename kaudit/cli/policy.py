@@ -8,14 +8,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from kaudit.errors import ExitCode, KauditError
+from kaudit.core.errors import ExitCode, KauditError
 
 PROFILE_NAMES = ("gce", "gce-modern")  # kaudit.core.policy.PROFILES, without importing ruamel at start-up
 
 policy_app = typer.Typer(
     name="policy",
-    help="Print kaudit's audit policy, or validate a policy file.\n\n"
-    "Example: kaudit policy --profile gce-modern -o audit-policy.yaml",
+    help="Print kaudit's audit policy, validate a policy file, or simulate what a policy would write.\n\n"
+    "\b\nExamples:\n  kaudit policy --profile gce-modern -o audit-policy.yaml\n  kaudit policy validate audit-policy.yaml\n"
+    "  kaudit policy simulate --log audit.log --profile gce --profile gce-modern",
     invoke_without_command=True,
     no_args_is_help=False,
     add_completion=False,
@@ -39,7 +40,10 @@ def policy(
 ) -> None:
     """Print the audit policy kaudit installs (Google's GCE/COS policy by default).
 
-    Example: kaudit policy --profile gce-modern -o audit-policy.yaml
+    \b
+    Examples:
+      kaudit policy
+      kaudit policy --profile gce-modern -o audit-policy.yaml
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -67,7 +71,10 @@ def validate(
 
     Every problem is listed on stderr with its rule index, field, line and column.
 
-    Example: kaudit policy validate /etc/kubernetes/audit-policy.yaml
+    \b
+    Examples:
+      kaudit policy validate /etc/kubernetes/audit-policy.yaml
+      kaudit policy --profile gce | kaudit policy validate -
     """
     from kaudit.cli import state
     from kaudit.core.policy import PolicyError, check_policy

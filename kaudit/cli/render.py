@@ -35,10 +35,14 @@ def render_promtail(
 ) -> None:
     """Render the configuration that ships the audit log to Loki.
 
-    Example: kaudit render-promtail --format helm-values --loki-url http://loki.kaudit.svc:3100
+    \b
+    Examples:
+      kaudit render-promtail
+      kaudit render-promtail --format helm-values --loki-url http://loki.kaudit.svc:3100
+      kaudit render-promtail --format alloy --cluster prod-eu
     """
     from kaudit.core import render
-    from kaudit.errors import UsageError
+    from kaudit.core.errors import UsageError
     from kaudit.shipper import fields
 
     if structured_metadata not in ("on", "off"):

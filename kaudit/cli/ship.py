@@ -12,7 +12,8 @@ import typer
 HELP = (
     "Tail the kube-apiserver audit log and push it to Loki (the bundled shipper). "
     "Run `kaudit ship --help` for all options.\n\n"
-    "Example: kaudit ship --path /var/log/kubernetes/audit/audit.log --loki-url http://loki:3100"
+    "\b\nExamples:\n  kaudit ship --path /var/log/kubernetes-audit/audit.log --loki-url http://loki:3100\n"
+    "  kaudit ship --path audit.log --loki-url http://localhost:3100 --once --cluster lab"
 )
 
 

@@ -9,7 +9,7 @@ from typing import Annotated, List, Optional, TextIO
 
 import typer
 
-from kaudit.errors import ExitCode, KauditError, UsageError
+from kaudit.core.errors import ExitCode, KauditError, UsageError
 
 PROFILE_NAMES = ("gce", "gce-modern")
 
@@ -37,7 +37,11 @@ def simulate(
     rule wins) and re-encoded at the level the policy gives it. Events recorded at a
     lower level than a rule asks for are counted apart as unjudged.
 
-    Example: kaudit policy simulate --log /var/log/kubernetes/audit/ --profile gce --policy my-policy.yaml
+    \b
+    Examples:
+      kaudit policy simulate --log /var/log/kubernetes/audit/
+      kaudit policy simulate --log audit.log --profile gce --policy my-policy.yaml
+      kaudit policy simulate --log audit.log.gz -o json --html report.html
     """
     from kaudit.cli import state
 
@@ -57,7 +61,7 @@ def simulate(
     for w in warnings:
         ui.warn(w)
 
-    from kaudit.core.audit_logs import read_lines
+    from kaudit.adapters.audit_files import read_lines
     from kaudit.core.simulate import Simulation
 
     sim = Simulation(policies)

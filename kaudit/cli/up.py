@@ -13,17 +13,19 @@ from typing import Annotated, Optional
 import typer
 
 from kaudit.cli.audit_options import (
-    DEFAULT_LOG_PATH,
-    DEFAULT_MAXAGE,
-    DEFAULT_MAXBACKUP,
-    DEFAULT_MAXSIZE,
-    DEFAULT_POLICY_PATH,
     AuditFlagOpt,
     AuditLogPathOpt,
     MaxAgeOpt,
     MaxBackupOpt,
     MaxSizeOpt,
     PolicyPathOpt,
+)
+from kaudit.core.audit_settings import (
+    DEFAULT_LOG_PATH,
+    DEFAULT_MAXAGE,
+    DEFAULT_MAXBACKUP,
+    DEFAULT_MAXSIZE,
+    DEFAULT_POLICY_PATH,
 )
 from kaudit.cli.loki_options import LokiCaFileOpt, LokiPasswordFileOpt, LokiTokenFileOpt, LokiUsernameOpt
 from kaudit.cli.loki_scaling_options import (
@@ -43,8 +45,8 @@ from kaudit.cli.loki_scaling_options import (
     scalable_from_flags,
 )
 from kaudit.cli.options import AcceptNewHostKeyOpt, HostOpt, KnownHostsOpt, RootfsOpt, SshKeyOpt
-from kaudit.errors import ExitCode, UsageError
-from kaudit.workflow import PHASE_NAMES, phases_help
+from kaudit.core.errors import UsageError
+from kaudit.engine.workflow import PHASE_NAMES, phases_help
 
 PROFILES = ("gce", "gce-modern")
 STACKS = ("loki-stack", "loki")
@@ -97,7 +99,7 @@ def _choice(name: str, choices: tuple[str, ...]):
 
 
 def _duration(value: str, flag: str) -> float:
-    from kaudit.units import parse_duration
+    from kaudit.core.units import parse_duration
 
     seconds = parse_duration(value, field=flag)
     if seconds <= 0:
@@ -127,7 +129,7 @@ def _wait_settings(wait_timeout: str, poll_interval: str, no_wait: bool, no_roll
 
 
 def _spec(audit_log_path, policy_path, maxsize, maxbackup, maxage, audit_flag):
-    from kaudit.cli.audit_options import audit_spec_from_options
+    from kaudit.core.audit_settings import audit_spec_from_options
 
     return audit_spec_from_options(audit_log_path, policy_path, maxsize, maxbackup, maxage, audit_flag)
 
@@ -217,13 +219,17 @@ def up(
     Running it again changes nothing and says so. --dry-run prints the plan and
     the manifest diff and writes nothing.
 
-    Example: kaudit up --host lima:k8s --policy-profile gce-modern
+    \b
+    Examples:
+      kaudit up
+      kaudit up --host ssh://root@cp1.example --stack loki --collector shipper
+      kaudit up -f clusters.yaml --parallel 4 --dry-run
     """
     from kaudit.cli import state
-    from kaudit.cli.options import HostOptions
-    from kaudit.core.render import LokiStorage
-    from kaudit.up_options import UpOptions
-    from kaudit.workflow import select_phases
+    from kaudit.engine.targets import HostOptions
+    from kaudit.core.stack_values import LokiStorage
+    from kaudit.engine.settings import UpOptions
+    from kaudit.engine.workflow import select_phases
 
     phases = select_phases(only, skip_phases)
     fleet = _fleet_settings(loki_url, cluster_name, loki_username, loki_password_file, loki_token_file, loki_ca_file, inventory, host, rootfs)
@@ -264,10 +270,12 @@ def up(
         **fleet,
     )
     if inventory is not None:
-        from kaudit.cli.fleet import up_inventory
+        from kaudit.engine.fleet import up_inventory
 
         return up_inventory(state(ctx).ui, inventory, phases, opts, parallel=parallel, dry_run=dry_run, verb="up")
     hosts = HostOptions.build(host, rootfs, ssh_key, accept_new_host_key, known_hosts)
+    from kaudit.engine.run import run_phases
+
     return run_phases(state(ctx).ui, hosts, phases, opts, dry_run=dry_run, verb="up")
 
 
@@ -278,7 +286,7 @@ def _fleet_settings(loki_url, cluster_name, username, password_file, token_file,
     if inventory is not None and (host or rootfs or cluster_name):
         raise UsageError("-f takes the hosts and cluster names from the inventory", "leave out --host, --rootfs and --cluster-name")
     if cluster_name is not None:
-        from kaudit.cluster_name import checked
+        from kaudit.engine.cluster_name import checked
 
         checked(cluster_name)
     if loki_url is not None:
@@ -292,15 +300,6 @@ def _fleet_settings(loki_url, cluster_name, username, password_file, token_file,
 
 
 up.__doc__ = (up.__doc__ or "").replace("{phases}", "\n    ".join(line.strip() for line in phases_help().splitlines()))
-
-DOWN_PHASES = (
-    ("apiserver", "take kaudit's flags and mounts out of kube-apiserver (backup, wait, roll back)", "kaudit.phases.apiserver:run_down", True),
-    ("policy", "delete the policy file (--remove-policy)", "kaudit.phases.policy:run_down", True),
-    ("persist", "take the audit settings out of kubeadm-config", "kaudit.phases.persist:run_down", False),
-    ("detect", "delete the detection rules and their dashboard", "kaudit.phases.detect:run_down", False),
-    ("charts", "uninstall kaudit's Helm releases (--purge-charts)", "kaudit.phases.purge:run", False),
-)
-
 
 def down(
     ctx: typer.Context,
@@ -332,14 +331,18 @@ def down(
     logs already written stay on the node. With --remove-policy the policy file
     goes too; with --purge-charts the Helm releases.
 
-    Example: kaudit down --host lima:k8s --remove-policy --purge-charts
+    \b
+    Examples:
+      kaudit down --host lima:k8s
+      kaudit down --host lima:k8s --remove-policy --purge-charts
+      kaudit down -f clusters.yaml
     """
     from kaudit.cli import state
-    from kaudit.cli.options import HostOptions
-    from kaudit.up_options import UpOptions
-    from kaudit.workflow import Phase
+    from kaudit.engine.targets import HostOptions
+    from kaudit.engine.settings import UpOptions
+    from kaudit.engine.workflow import DOWN_PHASES
 
-    phases = [Phase(name, short, target, per_node=per_node) for name, short, target, per_node in DOWN_PHASES]
+    phases = list(DOWN_PHASES)
     opts = UpOptions(
         spec=_spec(audit_log_path, policy_path, DEFAULT_MAXSIZE, DEFAULT_MAXBACKUP, DEFAULT_MAXAGE, audit_flag),
         **_wait_settings(wait_timeout, poll_interval, no_wait, no_rollback, no_persist),
@@ -350,123 +353,15 @@ def down(
         phases=tuple(p.name for p in phases),
     )
     if inventory is not None:
-        from kaudit.cli.fleet import up_inventory
+        from kaudit.engine.fleet import up_inventory
 
         if host or rootfs:
             raise UsageError("-f takes the hosts from the inventory", "leave out --host and --rootfs")
         return up_inventory(state(ctx).ui, inventory, phases, opts, parallel=parallel, dry_run=dry_run, verb="down")
     hosts = HostOptions.build(host, rootfs, ssh_key, accept_new_host_key, known_hosts)
+    from kaudit.engine.run import run_phases
+
     return run_phases(state(ctx).ui, hosts, phases, opts, dry_run=dry_run, verb="down")
-
-
-# --------------------------------------------------------------------------- the runner
-
-
-def run_phases(ui, hosts, phases, opts, *, dry_run: bool, verb: str, rows: Optional[list] = None) -> int:
-    """Node phases on each host in turn, then cluster-wide phases once; a summary at the end.
-    ``rows`` (when given) receives (host, phase, status, message) for each phase run."""
-    from kaudit.errors import KauditError
-    from kaudit.hosts.local import LocalHost
-    from kaudit.workflow import Status, UpContext, run_phase
-
-    if opts.kubeconfig is not None and not Path(opts.kubeconfig).is_file():
-        raise UsageError(f"--kubeconfig {opts.kubeconfig}: no such file", "pass the kubeconfig of the cluster, or leave it out")
-    node_phases = [p for p in phases if p.per_node]
-    cluster_phases = [p for p in phases if not p.per_node]
-    rows = [] if rows is None else rows  # (host, phase, status, message)
-    local = LocalHost()
-    facts: dict = {}
-    kubeconfig = opts.kubeconfig
-    first_ctx = None
-    multi = len(hosts.hosts) > 1
-    if dry_run:
-        ui.info("dry run: nothing will be changed")
-
-    def one(phase, ctx, label):
-        ui.detail(f"[{phase.name}] {phase.short}")
-        try:
-            outcome = run_phase(phase, ctx)
-        except KauditError as e:
-            rows.append((label, phase.name, "failed", getattr(e, "cause", e).message))
-            raise
-        rows.append((label, phase.name, outcome.status.value, outcome.message))
-        text = f"[{phase.name}]{' ' + label + ':' if multi else ''} {outcome.message}"
-        if outcome.status == Status.SKIPPED:
-            ui.skip(text)
-        elif outcome.status == Status.PLANNED:
-            ui.info(f"~ {text}")
-        else:
-            ui.ok(text)
-
-    # every --host is parsed before any node is touched (nothing connects yet)
-    opened = [hosts.open(spec) for spec in hosts.hosts]
-    started = 0
-    try:
-        for node in opened:
-            started += 1
-            if dry_run:
-                from kaudit.dryrun import recording
-
-                node = recording(node)
-            if kubeconfig is None:
-                kubeconfig = _local_admin_conf(node)
-            ctx = UpContext(node=node, local=local, ui=ui, options=opts, dry_run=dry_run, kubeconfig=kubeconfig, facts=facts)
-            first_ctx = first_ctx or ctx
-            for phase in node_phases:
-                one(phase, ctx, node.name)
-            kubeconfig = ctx.kubeconfig
-        if cluster_phases and first_ctx is not None:
-            first_ctx.kubeconfig = kubeconfig
-            for phase in cluster_phases:
-                one(phase, first_ctx, "cluster")
-    except KauditError:
-        _summary(ui, rows, verb, failed=True, remaining=[n.name for n in opened[started:]])
-        raise
-    finally:
-        for node in opened:
-            node.close()
-    _summary(ui, rows, verb, failed=False, remaining=[])
-    for line in facts.get("grafana_access", []):
-        ui.info(line)
-    return ExitCode.OK
-
-
-def _local_admin_conf(node) -> Optional[Path]:
-    """On the node itself (--host local), kubeadm's admin.conf serves helm and kubectl
-    too, if this user may read it; elsewhere --kubeconfig or the vm phase says."""
-    import os
-
-    from kaudit.hosts.local import LocalHost
-    from kaudit.up_options import ADMIN_CONF
-
-    if isinstance(node, LocalHost):
-        path = node.path(ADMIN_CONF)
-        if path.is_file() and os.access(path, os.R_OK):
-            return path
-    return None
-
-
-def _summary(ui, rows, verb: str, *, failed: bool, remaining: list[str]) -> None:
-    if not rows:
-        return
-    ui.info("")
-    ui.info(f"kaudit {verb} summary:")
-    width = max(len(r[1]) for r in rows)
-    hosts = list(dict.fromkeys(r[0] for r in rows))
-    for h in hosts:
-        if len(hosts) > 1:
-            ui.info(f"  {h}")
-        for _, phase, status, message in (r for r in rows if r[0] == h):
-            ui.info(f"  {phase:<{width}}  {status:<9}  {message}")
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r[2]] = counts.get(r[2], 0) + 1
-    line = ", ".join(f"{n} {s}" for s, n in counts.items())
-    if remaining:
-        line += f"; not started on: {', '.join(remaining)}"
-    if not failed and not counts.get("changed") and not counts.get("planned"):
-        line += " — nothing changed: everything was already done"
-    ui.info(line)
 
 
 def register(app: typer.Typer) -> None:

@@ -10,11 +10,6 @@ from typing import Annotated, List, Optional
 import typer
 
 from kaudit.cli.audit_options import (
-    DEFAULT_LOG_PATH,
-    DEFAULT_MAXAGE,
-    DEFAULT_MAXBACKUP,
-    DEFAULT_MAXSIZE,
-    DEFAULT_POLICY_PATH,
     AuditFlagOpt,
     AuditLogPathOpt,
     MaxAgeOpt,
@@ -22,9 +17,17 @@ from kaudit.cli.audit_options import (
     MaxSizeOpt,
     PolicyPathOpt,
 )
+from kaudit.core.audit_settings import (
+    DEFAULT_LOG_PATH,
+    DEFAULT_MAXAGE,
+    DEFAULT_MAXBACKUP,
+    DEFAULT_MAXSIZE,
+    DEFAULT_POLICY_PATH,
+)
 from kaudit.cli.loki_options import ClusterOpt, LokiCaFileOpt, LokiPasswordFileOpt, LokiTokenFileOpt, LokiUsernameOpt
-from kaudit.cli.options import AcceptNewHostKeyOpt, HostOpt, HostOptions, KnownHostsOpt, RootfsOpt, SshKeyOpt
-from kaudit.errors import UsageError
+from kaudit.cli.options import AcceptNewHostKeyOpt, HostOpt, KnownHostsOpt, RootfsOpt, SshKeyOpt
+from kaudit.engine.targets import HostOptions
+from kaudit.core.errors import UsageError
 
 POLICY_PROFILES = ("gce", "gce-modern")  # kaudit.core.policy.PROFILES, without importing ruamel here
 
@@ -149,17 +152,21 @@ def verify(
     Exits 0 when no check failed, 4 otherwise. The audit flag options say what the
     node should carry (the same options as `kaudit up`).
 
-    Example: kaudit verify --host ssh://root@10.0.0.5 --loki-url http://10.0.0.5:3100 --output json
+    \b
+    Examples:
+      kaudit verify
+      kaudit verify --host ssh://root@10.0.0.5 --loki-url http://10.0.0.5:3100 --output json
+      kaudit verify -f clusters.yaml
     """
     import json
 
     from kaudit.cli import state
-    from kaudit.cli.audit_options import audit_spec_from_options
-    from kaudit.units import parse_duration
-    from kaudit.verify import session
+    from kaudit.core.audit_settings import audit_spec_from_options
+    from kaudit.core.units import parse_duration
+    from kaudit.engine.verify import session
 
     if print_schema:
-        from kaudit.verify.schema import SCHEMA
+        from kaudit.engine.verify.schema import SCHEMA
 
         print(json.dumps(SCHEMA, indent=2))
         return 0
@@ -180,7 +187,7 @@ def verify(
     creds = loki_options.credentials(loki_username, loki_password_file, loki_token_file, loki_ca_file)
     cluster = loki_options.cluster(cluster)
     if inventory is not None:
-        from kaudit.cli.fleet import verify_inventory
+        from kaudit.engine.fleet import verify_inventory
 
         if host or rootfs or cluster:
             raise UsageError("-f takes the hosts and cluster names from the inventory", "leave out --host, --rootfs and --cluster")
@@ -243,11 +250,15 @@ def query(
 ) -> int:
     """Who did what: audit events from Loki, filtered, as a table (time, user, verb, resource, namespace/name, code, decision).
 
-    Example: kaudit query --resource secrets --verb get --since 24h
+    \b
+    Examples:
+      kaudit query --resource secrets --verb get --since 24h
+      kaudit query --user system:anonymous --decision allow
+      kaudit query --cluster prod-eu --verb delete --logql
     """
     from kaudit.cli import state
-    from kaudit.query import Filters, build_logql
-    from kaudit.units import parse_duration
+    from kaudit.core.query import Filters, build_logql
+    from kaudit.core.units import parse_duration
 
     ui = state(ctx).ui
     labels = _labels(label)
@@ -267,7 +278,7 @@ def query(
     _validate_url(loki_url)
     creds = loki_options.credentials(loki_username, loki_password_file, loki_token_file, loki_ca_file)
 
-    from kaudit.verify import session
+    from kaudit.engine.verify import session
 
     rows, skipped = session.query_rows(plan.logql, window, limit, loki_url=loki_url, tenant=loki_tenant, kubeconfig=kubeconfig, ui=ui, auth=creds)
     session.render_rows(rows, plan.logql, sys.stdout, as_json=output is Output.json)

@@ -7,17 +7,18 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from kaudit.cli.options import DEFAULT_HOST, HostOpt
+from kaudit.cli.options import HostOpt
+from kaudit.engine.targets import DEFAULT_HOST
 
-vm_app = typer.Typer(help="The Lima VM behind --host lima:NAME.\n\nExample: kaudit vm status --host lima:k8s", no_args_is_help=True)
+vm_app = typer.Typer(help="The Lima VM behind --host lima:NAME.\n\n\b\nExamples:\n  kaudit vm status\n  kaudit vm status --host lima:k8s -o json", no_args_is_help=True)
 
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking (needed when stdin is not a terminal).")]
 
 
 def _lima_names(hosts: Optional[List[str]]) -> list[str]:
-    from kaudit.errors import UsageError
-    from kaudit.hosts import open_host
-    from kaudit.hosts.lima import LimaHost
+    from kaudit.core.errors import UsageError
+    from kaudit.adapters.hosts import open_host
+    from kaudit.adapters.hosts.lima import LimaHost
 
     names = []
     for spec in hosts or [DEFAULT_HOST]:
@@ -37,12 +38,15 @@ def destroy(
 
     Asks first on a terminal; elsewhere pass --yes.
 
-    Example: kaudit destroy --host lima:k8s --yes
+    \b
+    Examples:
+      kaudit destroy --host lima:k8s
+      kaudit destroy --host lima:k8s --yes
     """
     from kaudit.cli import state
-    from kaudit.errors import UsageError
-    from kaudit.hosts.local import LocalHost
-    from kaudit.lima import Lima
+    from kaudit.core.errors import UsageError
+    from kaudit.adapters.hosts.local import LocalHost
+    from kaudit.adapters.lima import Lima
 
     ui = state(ctx).ui
     names = _lima_names(host)  # bad --host values are usage errors, even without limactl
@@ -76,13 +80,16 @@ def status(
 
     Exit code 1 when a VM does not exist or is not running.
 
-    Example: kaudit vm status --host lima:k8s -o json
+    \b
+    Examples:
+      kaudit vm status
+      kaudit vm status --host lima:k8s -o json
     """
     import json
 
-    from kaudit.errors import UsageError
-    from kaudit.hosts.local import LocalHost
-    from kaudit.lima import Lima
+    from kaudit.core.errors import UsageError
+    from kaudit.adapters.hosts.local import LocalHost
+    from kaudit.adapters.lima import Lima
 
     if output not in ("text", "json"):
         raise UsageError(f"--output {output!r}: choose text or json")

@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from kaudit.errors import UsageError
+from kaudit.core.errors import UsageError
 from kaudit.shipper import fields as F
 
 LOKI_KEYS = ("url", "tenant", "username", "password_file", "password_env", "token_file", "token_env", "ca_file")
@@ -247,7 +247,7 @@ def _cluster(doc: _Doc, items: list, i: int, base_dir: str) -> ClusterEntry:
 
 
 def _host_problem(spec: str) -> Optional[str]:
-    from kaudit.hosts import LIMA_NAME, parse_ssh_url
+    from kaudit.core.host_spec import LIMA_NAME, parse_ssh_url
 
     if spec == "local":
         return None

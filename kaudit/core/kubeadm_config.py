@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from kaudit.errors import KauditError
+from kaudit.core.errors import KauditError
 
 MAP_VERSIONS = ("kubeadm.k8s.io/v1beta2", "kubeadm.k8s.io/v1beta3")
 LIST_VERSIONS = ("kubeadm.k8s.io/v1beta4",)

@@ -1,11 +1,11 @@
 """Credentials for a Loki kaudit did not install (`kaudit up --loki-url`), as pure data.
 
 The secret values (a basic-auth password, a bearer token) live in :class:`LokiCredentials`
-only as :class:`kaudit.hosts.base.Secret`, which prints as ``***``. They reach the
+only as :class:`kaudit.core.secret.Secret`, which prints as ``***``. They reach the
 cluster in exactly one object, the Secret from :func:`secret_object`, which every
 collector mounts as files; the rendered collector configs and the shipper's argv name
 only those files (:class:`PodAuth`). Nothing here reads files or the environment:
-kaudit.loki_credentials does that at the edge.
+kaudit.adapters.loki_credentials does that at the edge.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import base64
 from dataclasses import dataclass, field
 from typing import Optional
 
-from kaudit.hosts.base import Secret
+from kaudit.core.secret import Secret
 
 #: the Secret the collectors read their Loki credentials from
 SECRET_NAME = "kaudit-loki-auth"

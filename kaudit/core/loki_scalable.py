@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from kaudit.core.loki_sizing import LokiSizing
-from kaudit.errors import UsageError
+from kaudit.core.errors import UsageError
 
 STORAGE_KINDS: tuple[str, ...] = ("minio", "s3", "gcs")
 #: the Secret kaudit applies with the object storage credentials
@@ -88,7 +88,7 @@ class ScalableLoki:
     mode: str
     storage: ObjectStorage
     sizing: LokiSizing
-    #: kaudit.core.render.LokiStorage for the stateful targets' claims; None: emptyDir
+    #: kaudit.core.stack_values.LokiStorage for the stateful targets' claims; None: emptyDir
     persistence: Any = None
 
 

@@ -13,6 +13,10 @@ staticpod/utils.go). A flag, mount or volume that already exists is updated in
 place, never duplicated.
 """
 
+# size: one algorithm over one text (compose with positions, plan the splices, apply them):
+# the locating, splicing and kubeadm-ordering helpers share private state about node positions,
+# and split apart they would only pass that state back and forth.
+
 from __future__ import annotations
 
 import difflib
@@ -21,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from kaudit.errors import KauditError
+from kaudit.core.errors import KauditError
 
 CONTAINER = "kube-apiserver"
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
-from kaudit.errors import KauditError
+from kaudit.core.errors import KauditError
 
 PROFILES = ("gce", "gce-modern")
 
@@ -48,7 +48,7 @@ def policy_text(profile: str) -> str:
     """The YAML text of a packaged profile (see PROFILES)."""
     if profile not in PROFILES:
         raise KauditError(f"unknown policy profile {profile!r}", f"choose one of: {', '.join(PROFILES)}")
-    from kaudit.resources import read_resource
+    from kaudit.core.resources import read_resource
 
     return read_resource("policies", f"{profile}.yaml")
 

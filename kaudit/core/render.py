@@ -6,7 +6,7 @@ labels, structured metadata and the timestamp. Templates only lay the model out 
 each tool's syntax; they never name an audit field themselves.
 
 Everything here is pure: strings in, strings out. Side effects (helm, kubectl) live in
-kaudit.helm and kaudit.phases.
+kaudit.adapters.helm and kaudit.engine.phases.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterable, Optional
 
 from kaudit.core.manifest import AuditSpec
-from kaudit.errors import KauditError, UsageError
+from kaudit.core.errors import KauditError, UsageError
 from kaudit.shipper import fields as F
 
 FORMATS: tuple[str, ...] = ("scrape-config", "promtail-config", "helm-values", "alloy")
@@ -285,7 +285,7 @@ def environment():
     if _env is None:
         import jinja2
 
-        from kaudit.resources import resource_dir
+        from kaudit.core.resources import resource_dir
 
         _env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
@@ -423,201 +423,3 @@ def alloy_chart_values(settings: CollectorSettings, *, storage_dir: str = STATE_
     )
     parse_yaml(out, "alloy-values.yaml")
     return out
-
-
-# -- stack values, dashboard, shipper manifest ---------------------------------------
-
-#: the label the Grafana sidecar looks for on dashboard ConfigMaps
-DASHBOARD_LABEL = "grafana_dashboard"
-DASHBOARD_FILES: tuple[str, ...] = ("kubernetes-audit.json",)
-
-
-#: the label kaudit puts on (and the Grafana sidecar selects) the Loki datasource ConfigMap
-DATASOURCE_LABEL = ("kaudit.io/grafana-datasource", "loki")
-
-_QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?\Z")
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
-
-
-@dataclass(frozen=True)
-class LokiStorage:
-    """A PersistentVolumeClaim for Loki's data. Without one (the default) Loki writes to an
-    emptyDir: no provisioner is needed, and the data lives as long as the pod."""
-
-    storage_class: Optional[str] = None  # None: the cluster's default StorageClass
-    size: str = "10Gi"
-
-    @classmethod
-    def from_flags(cls, storage_class: Optional[str], size: Optional[str]) -> Optional["LokiStorage"]:
-        """--loki-storage-class / --loki-size: either turns persistence on; neither leaves it off."""
-        if not storage_class and not size:
-            return None
-        if storage_class and (len(storage_class) > 253 or not _DNS_SUBDOMAIN.match(storage_class)):
-            raise UsageError(
-                f"--loki-storage-class: {storage_class!r} is not a StorageClass name",
-                "list the cluster's classes with `kubectl get storageclass`",
-            )
-        size = size or cls.size
-        if not _QUANTITY.match(size) or float(re.match(r"[0-9.]+", size).group()) <= 0:
-            raise UsageError(f"--loki-size: {size!r} is not a size such as 10Gi or 500Mi")
-        return cls(storage_class or None, size)
-
-
-def stack_values(stack: str, namespace: str, storage: Optional[LokiStorage] = None, scalable: Any = None) -> dict[str, str]:
-    """Rendered values for each release of a stack: release name -> YAML text. `scalable` (a
-    kaudit.core.loki_scalable.ScalableLoki) replaces the monolithic Loki of --stack loki."""
-    from kaudit import charts
-
-    if stack not in charts.STACKS:
-        raise UsageError(f"--stack: unknown stack {stack!r}", f"choose one of: {', '.join(charts.STACKS)}")
-    out: dict[str, str] = {}
-    common = {
-        "dashboard_label": DASHBOARD_LABEL,
-        "datasource_label": DATASOURCE_LABEL,
-        "loki_port": charts.LOKI_PORT,
-        "loki_url": charts.loki_gateway_url(namespace) if scalable else charts.loki_base_url(namespace),
-        "persistence": storage,
-    }
-    names = {"loki-stack": "loki-stack-values.yaml.j2", "loki": "loki-values.yaml.j2", "grafana": "grafana-values.yaml.j2"}
-    for chart in charts.STACKS[stack]:
-        tmpl = names[chart.chart]
-        if scalable is not None and chart.chart == "loki":
-            from kaudit.core import loki_scalable
-
-            out[chart.release] = loki_scalable.render(scalable, chart, namespace)
-            continue
-        text = render_template(tmpl, chart=chart, **common)
-        parse_yaml(text, tmpl)
-        out[chart.release] = text
-    return out
-
-
-def dashboards() -> dict[str, str]:
-    """The dashboard JSON files shipped in templates/dashboards/, checked to be JSON."""
-    from kaudit.resources import read_resource
-
-    out = {}
-    for name in DASHBOARD_FILES:
-        text = read_resource("templates", f"dashboards/{name}")
-        try:
-            json.loads(text)
-        except json.JSONDecodeError as e:
-            raise KauditError(f"templates/dashboards/{name}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
-        out[name] = text
-    return out
-
-
-def render_dashboard_configmap(namespace: str) -> str:
-    from kaudit import charts
-
-    text = render_template(
-        "dashboard-configmap.yaml.j2",
-        name=charts.DASHBOARD_CONFIGMAP,
-        namespace=namespace,
-        dashboard_label=DASHBOARD_LABEL,
-        managed_by=charts.MANAGED_BY_LABEL,
-        dashboards=dashboards(),
-    )
-    parse_yaml(text, "dashboard-configmap.yaml")
-    return text
-
-
-@dataclass(frozen=True)
-class ShipperDeploy:
-    """How the shipper DaemonSet runs; `sources` maps a path under code_dir to file text."""
-
-    sources: tuple[tuple[str, str], ...]
-    namespace: str = "kaudit"
-    image: str = "python:3.12-slim"
-    log_path: str = DEFAULT_LOG_PATH
-    loki_url: str = DEFAULT_LOKI_URL
-    structured_metadata: bool = False
-    job: str = F.DEFAULT_JOB
-    labels: tuple[tuple[str, str], ...] = ()
-    tenant: Optional[str] = None
-    cluster: Optional[str] = None
-    #: kaudit.core.loki_auth.PodAuth: credential files from the mounted Secret
-    auth: Any = None
-    positions_dir: str = STATE_DIRS["shipper"]
-    code_dir: str = "/opt/kaudit"
-    metrics_port: int = 9101
-    #: Loki's max_line_size when kaudit sized it (a scalable Loki); None: the shipper's default
-    max_line_bytes: Optional[int] = None
-
-    def args(self) -> list[str]:
-        """The shipper's command line (docs/shipper.md); $(NODE_NAME) is expanded by the kubelet."""
-        a = [
-            "--path", self.log_path,
-            "--loki-url", self.loki_url,
-            "--positions", f"{self.positions_dir.rstrip('/')}/positions.json",
-            "--structured-metadata", "on" if self.structured_metadata else "off",
-            "--metrics-addr", f"0.0.0.0:{self.metrics_port}",
-            "--label", f"{F.JOB_LABEL}={self.job}",
-            "--node", "$(NODE_NAME)",
-        ]
-        if self.cluster:
-            a += ["--cluster", self.cluster]
-        for k, v in self.labels:
-            a += ["--label", f"{k}={v}"]
-        if self.tenant:
-            a += ["--tenant", self.tenant]
-        if self.max_line_bytes:
-            a += ["--max-line-bytes", str(self.max_line_bytes)]
-        if self.auth is not None:  # file paths only: the values stay in the Secret
-            if self.auth.username:
-                a += ["--basic-auth-user", self.auth.username, "--basic-auth-password-file", self.auth.password_file]
-            if self.auth.bearer_token_file:
-                a += ["--bearer-token-file", self.auth.bearer_token_file]
-            if self.auth.ca_file:
-                a += ["--ca-file", self.auth.ca_file]
-        return a
-
-
-_CM_KEY = re.compile(r"[-._a-zA-Z0-9]+\Z")
-
-
-def _configmap_key(path: str) -> str:
-    """The shipper package's own naming of ConfigMap keys (keys cannot hold '/')."""
-    import kaudit.shipper as pkg
-
-    fn = getattr(pkg, "configmap_key", None)
-    return fn(path) if callable(fn) else path.replace("/", "__")
-CONFIGMAP_LIMIT = 1024 * 1024
-
-
-def render_shipper_manifest(d: ShipperDeploy) -> str:
-    """ConfigMap with the shipper's code + the DaemonSet, as one YAML stream."""
-    import hashlib
-
-    from kaudit import charts
-
-    code: dict[str, tuple[str, str]] = {}
-    digest = hashlib.sha256()
-    total = 0
-    for path, text in sorted(d.sources):
-        key = _configmap_key(path)
-        if not _CM_KEY.match(key) or key.startswith(".."):
-            raise KauditError(f"shipper file {path!r} cannot be a ConfigMap key", "rename the file: letters, digits, '-', '_' and '.' only")
-        code[key] = (path, text)
-        digest.update(path.encode() + b"\0" + text.encode() + b"\0")
-        total += len(text.encode())
-    if total > CONFIGMAP_LIMIT:
-        raise KauditError(f"the shipper's code is {total} bytes, over the 1 MiB ConfigMap limit")
-    text = render_template(
-        "shipper-daemonset.yaml.j2",
-        name=charts.SHIPPER_NAME,
-        code_configmap=charts.SHIPPER_CODE_CONFIGMAP,
-        namespace=d.namespace,
-        managed_by=charts.MANAGED_BY_LABEL,
-        code=code,
-        code_sha256=digest.hexdigest(),
-        image=d.image,
-        args=d.args(),
-        code_dir=d.code_dir,
-        log_dir=log_dir(d.log_path),
-        positions_dir=d.positions_dir,
-        metrics_port=d.metrics_port,
-        auth=d.auth,
-    )
-    parse_yaml_documents(text, "shipper-daemonset.yaml")
-    return text

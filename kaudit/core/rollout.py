@@ -2,7 +2,7 @@
 
 Pure: the JSON of ``kubectl get pods,pvc -o json`` and ``kubectl get storageclass -o json``
 in, a list of :class:`Finding` out. Each finding is one line naming the object and a hint
-with the next thing to try. kaudit.rollout_watch polls and prints them while helm waits,
+with the next thing to try. kaudit.adapters.rollout_watch polls and prints them while helm waits,
 so a stuck rollout is explained in seconds instead of at the end of helm's timeout.
 
 The states are the ones Kubernetes reports (field names from core/v1): a claim Pending with

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Tuple
 
-from kaudit.core.audit_logs import Line
 from kaudit.core.event_bytes import GO_PREFIX, LEVEL_RANK, EventSizes, request_received_on_line
 from kaudit.core.policy_eval import Policy, Request, evaluate, request_from_event
+
+#: (source name, line number, raw bytes): what kaudit.adapters.audit_files.read_lines yields
+Line = Tuple[str, int, bytes]
 
 TOP = 10
 KEY_LIMIT = 200_000  # distinct (rule, stage, level, resource, user) per policy; then users/resources fold into "(other)"

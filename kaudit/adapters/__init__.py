@@ -1,0 +1,1 @@
+"""Side effects: hosts (local, Lima, SSH), kubectl, helm, Loki's HTTP API, files. Imports core only."""
