@@ -278,13 +278,14 @@ def verify_inventory(ui: UI, path: Path, base, *, parallel: Optional[int], as_js
     creds = loki_credentials(inv.loki) if inv.loki is not None else base.loki_auth
 
     def work(c, cui: ClusterUI) -> ClusterResult:
-        settings = replace(base, cluster=c.name, loki_auth=creds)
+        changes: dict = {"cluster": c.name, "loki_auth": creds}
         if c.kubeconfig:
-            settings.kubeconfig = Path(c.kubeconfig)
+            changes["kubeconfig"] = Path(c.kubeconfig)
         if inv.loki is not None:
-            settings.loki_url, settings.loki_tenant = inv.loki.url, inv.loki.tenant or base.loki_tenant
+            changes.update(loki_url=inv.loki.url, loki_tenant=inv.loki.tenant or base.loki_tenant)
         if c.options.get("collector") == "none":
-            settings.collector = "none"
+            changes["collector"] = "none"
+        settings = replace(base, **changes)
         hosts = host_options(c)
         nodes = [session.Node(name, lambda name=name: hosts.open(name)) for name in hosts.hosts]
         results, doc = session.verify(settings, nodes, ui=cui, stream=None)

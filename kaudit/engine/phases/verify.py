@@ -34,6 +34,13 @@ def run(ctx: UpContext) -> Outcome:
     timeout = getattr(opts, "verify_timeout", None) or getattr(opts, "timeout", None) or 60.0
     if isinstance(timeout, str):
         timeout = parse_duration(timeout, field="--verify-timeout")
+    cluster = None
+    if getattr(opts, "collector", None) != "none":
+        from kaudit.engine import cluster_name
+
+        cluster = cluster_name.resolve(ctx)
+    labels = getattr(opts, "labels", None)  # the collector's label fields, when up lets the user choose them
+    extra = {"labels": tuple(name for name in labels if isinstance(name, str))} if labels else {}
     settings = Settings(
         spec=_spec(opts),
         policy_profile=getattr(opts, "policy_profile", None),
@@ -47,15 +54,10 @@ def run(ctx: UpContext) -> Outcome:
         loki_namespace=str(ctx.facts.get("namespace") or getattr(opts, "namespace", None) or "kaudit"),
         loki_service=str(ctx.facts.get("loki_service") or "loki"),
         loki_port=int(ctx.facts.get("loki_port") or 3100),
+        cluster=cluster,
+        loki_auth=getattr(opts, "loki_auth", None),
+        **extra,
     )
-    if getattr(opts, "collector", None) != "none":
-        from kaudit.engine import cluster_name
-
-        settings.cluster = cluster_name.resolve(ctx)
-    settings.loki_auth = getattr(opts, "loki_auth", None)
-    labels = getattr(opts, "labels", None)
-    if labels:  # the collector's label fields, when up lets the user choose them
-        settings.labels = tuple(name for name in labels if isinstance(name, str))
     if ctx.dry_run:
         where = loki_url or f"a port-forward to svc/{settings.loki_service} in {settings.loki_namespace}"
         return Outcome.planned(f"would run the 9 verify checks on {ctx.node.name} against {where}")

@@ -104,7 +104,7 @@ def skipped(detail: str, **data: Any) -> Verdict:
 # --------------------------------------------------------------------------- settings and context
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
     """What verify compares the cluster with. ``spec`` is the kaudit.core.manifest.AuditSpec
     the user chose (the same audit options as `kaudit up`)."""
