@@ -156,3 +156,16 @@ def test_the_cycle_check_itself_catches_a_loop(monkeypatch):
     monkeypatch.setattr(__import__(__name__), "GRAPH", {"kaudit.engine.a": {"kaudit.engine.b"}, "kaudit.engine.b": {"kaudit.engine.a"}})
     with pytest.raises(AssertionError, match="kaudit.engine.a"):
         test_no_import_cycles()
+
+
+def test_only_the_cli_sees_typer():
+    # the engine takes settings objects the CLI built; it never reads options itself
+    seen = []
+    for m, p in MODULES.items():
+        if layer(m) in (0, 1, 2, 3):
+            tree = ast.parse(p.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                if any(n == "typer" or n.startswith("typer.") or n == "click" for n in names):
+                    seen.append(m)
+    assert seen == []
