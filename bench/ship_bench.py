@@ -100,8 +100,14 @@ def run_measured(argv: list[str], env=None) -> dict:
     return r
 
 
+def kaudit_script() -> list[str]:
+    """The `kaudit` console script as a user runs it (next to this interpreter), else python -m kaudit."""
+    script = Path(sys.executable).parent / "kaudit"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "kaudit"]
+
+
 def ship_cmd(entry: str, path: Path, url: str, positions: Path, *extra: str) -> list[str]:
-    head = [sys.executable, "-m", "kaudit", "ship"] if entry == "kaudit ship" else [sys.executable, "-m", "kaudit.shipper"]
+    head = kaudit_script() + ["ship"] if entry == "kaudit ship" else [sys.executable, "-m", "kaudit.shipper"]
     return head + ["--path", str(path), "--loki-url", url, "--positions", str(positions), "--node", "bench", *extra]
 
 

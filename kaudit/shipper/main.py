@@ -91,6 +91,9 @@ def build_parser(prog: str = "kaudit ship") -> argparse.ArgumentParser:
                    help="where to start a file that has no saved position (default: beginning)")
     p.add_argument("--once", action="store_true", help="ship to the end of the file(s) and exit (backfills, tests, benchmarks)")
     p.add_argument("--metrics-addr", metavar="HOST:PORT", help="serve Prometheus text on http://HOST:PORT/metrics")
+    p.add_argument("--push-format", choices=("protobuf", "json"), default="protobuf",
+                   help="protobuf (snappy, as Promtail sends; lines are not re-escaped) or json; "
+                   "a Loki or proxy that refuses protobuf gets JSON from then on (default: protobuf)")
     p.add_argument("--gzip", type=int, default=0, choices=range(0, 10), metavar="LEVEL",
                    help="gzip push bodies at this level (1-9; default 0 = off: costs CPU, saves bandwidth)")
     p.add_argument("--timeout", type=duration, default=10.0, metavar="DUR", help="HTTP timeout per push (default: 10s)")
@@ -171,7 +174,7 @@ def main(argv: list[str] | None = None, prog: str = "kaudit ship") -> int:
     opts = Options(
         batch_wait=a.batch_wait, batch_bytes=a.batch_bytes, structured_metadata=a.structured_metadata, once=a.once,
         poll_interval=a.poll_interval, backoff_min=a.backoff_min, backoff_max=a.backoff_max,
-        max_retries=a.max_retries, shutdown_timeout=a.shutdown_timeout,
+        max_retries=a.max_retries, shutdown_timeout=a.shutdown_timeout, push_format=a.push_format,
     )
     for p in a.path:
         if os.path.isdir(p):
