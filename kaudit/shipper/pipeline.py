@@ -117,6 +117,7 @@ class Shipper:
         self.batch = Batch()
         self.send_metadata = options.structured_metadata == "on"
         self._proto = None  # ProtoRenderer, made once the encoder is configured
+        self.on_ack = None  # called with {path: Position} after each acknowledged batch (webhook spool clean-up)
         self._stop_deadline: float | None = None
         self._gave_up = False  # stopping and the batch was not acknowledged in time: do not push it again
 
@@ -321,6 +322,8 @@ class Shipper:
             self.positions.set(path, pos)
             self.metrics.set("kaudit_shipper_acked_offset_bytes", pos.offset, path=path)
         self.positions.save()
+        if self.on_ack is not None and b.positions:
+            self.on_ack(b.positions)
         self.batch = Batch()
         c = self.encoder.counters
         for name, val, lbl in (
