@@ -4,7 +4,9 @@ spooled durably, shipped to Loki like the audit log (docs/shipper.md, "Webhook m
 from __future__ import annotations
 
 import gzip
+import http.client
 import socket
+import ssl
 import threading
 import time
 
@@ -120,9 +122,21 @@ def test_tls_is_required_plain_http_and_unknown_clients_are_refused(tmp_path, pk
             answer = b""
         s.close()
         assert not answer.startswith(b"HTTP/"), answer  # no HTTP answer over plain TCP
-        with pytest.raises((OSError, ConnectionError)):  # TLS, but no client certificate
-            r.post(body, client_cert=False)
+        status, reply = r.post(body, client_cert=False)  # TLS, but no client certificate
+        assert status == 403 and b"client certificate" in reply
+        assert r.metric("kaudit_shipper_webhook_rejected_total", reason="no_client_cert") == 1
+        wait_for(lambda: r.metric("kaudit_shipper_webhook_tls_failures_total") >= 1, what="TLS failure counted")
+        # a certificate from another CA fails the handshake
+        (tmp_path / "other").mkdir()
+        other = write_pki(tmp_path / "other")
+        ctx = ssl.create_default_context(cafile=str(r.pki["ca_cert"]))
+        ctx.load_cert_chain(str(other["client_cert"]), str(other["client_key"]))
+        with pytest.raises((OSError, http.client.HTTPException)):
+            c = http.client.HTTPSConnection("127.0.0.1", r.port, context=ctx, timeout=5)
+            c.request("POST", "/audit", body=body)
+            c.getresponse()
         wait_for(lambda: r.metric("kaudit_shipper_webhook_tls_failures_total") >= 2, what="TLS failures counted")
+        assert r.get("/healthz")[0] == 200
         assert r.post(body)[0] == 200
         time.sleep(0.5)
         assert pairs_in_loki(loki) == pairs_in_lines(make_events(2))  # only the authenticated batch

@@ -472,6 +472,31 @@ class ShipperDeploy:
     positions_dir: str = "/var/lib/kaudit"
     code_dir: str = "/opt/kaudit"
     metrics_port: int = 9101
+    #: follow the audit log (kaudit up --mode log|both)
+    tail_log: bool = True
+    #: also receive the audit webhook here, on the node's network (--mode webhook|both)
+    webhook_listen: Optional[str] = None
+    webhook_tls_dir: str = "/etc/kubernetes/kaudit-webhook"
+
+    def webhook_args(self) -> list[str]:
+        """The receiver's command line: TLS files and spool on the node (docs/shipper.md, "Webhook mode")."""
+        tls = self.webhook_tls_dir.rstrip("/")
+        a = [
+            "--listen", str(self.webhook_listen),
+            "--tls-cert-file", f"{tls}/tls.crt",
+            "--tls-key-file", f"{tls}/tls.key",
+            "--client-ca-file", f"{tls}/ca.crt",
+            "--spool-dir", f"{self.positions_dir.rstrip('/')}/spool",
+            "--loki-url", self.loki_url,
+            "--structured-metadata", "on" if self.structured_metadata else "off",
+            "--label", f"{F.JOB_LABEL}={self.job}",
+            "--node", "$(NODE_NAME)",
+        ]
+        for k, v in self.labels:
+            a += ["--label", f"{k}={v}"]
+        if self.tenant:
+            a += ["--tenant", self.tenant]
+        return a
 
     def args(self) -> list[str]:
         """The shipper's command line (docs/shipper.md); $(NODE_NAME) is expanded by the kubelet."""
@@ -530,7 +555,10 @@ def render_shipper_manifest(d: ShipperDeploy) -> str:
         code=code,
         code_sha256=digest.hexdigest(),
         image=d.image,
-        args=d.args(),
+        args=d.args() if d.tail_log else None,
+        webhook_args=d.webhook_args() if d.webhook_listen else None,
+        webhook_port=int(str(d.webhook_listen).rpartition(":")[2]) if d.webhook_listen else None,
+        webhook_tls_dir=d.webhook_tls_dir,
         code_dir=d.code_dir,
         log_dir=log_dir(d.log_path),
         positions_dir=d.positions_dir,

@@ -143,9 +143,12 @@ class Receiver:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(cert_file, key_file)
+        self.require_client_cert = bool(client_ca_file)
         if client_ca_file:
+            # optional at the handshake, so kubelet's probe and Prometheus can GET /healthz and
+            # /metrics; a POST without a certificate from this CA is refused (403)
             ctx.load_verify_locations(cafile=client_ca_file)
-            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.verify_mode = ssl.CERT_OPTIONAL
         self.ssl = ctx
         host, _, port = addr.rpartition(":")
         self.server = _TLSServer((host.strip("[]") or "0.0.0.0", int(port)), _handler(self), self)
@@ -270,6 +273,10 @@ def _handler(receiver: Receiver):
                 return self._refuse(413, "too_large", f"body of {n} bytes is over the receiver's limit of "
                                     f"{receiver.max_body} bytes (--max-body-bytes); enable "
                                     "--audit-webhook-truncate-enabled on kube-apiserver or raise the limit", close=True)
+            if receiver.require_client_cert and not self.connection.getpeercert():
+                self._discard(n)
+                return self._refuse(403, "no_client_cert", "a client certificate signed by --client-ca-file is required "
+                                    "(the webhook kubeconfig's client-certificate-data)", close=True)
             enc = self.headers.get("Content-Encoding", "identity").strip().lower()
             ctype = self.headers.get("Content-Type", "application/json").split(";")[0].strip().lower()
             body = self._read(n)
