@@ -160,6 +160,9 @@ def up(
     from kaudit.workflow import select_phases
 
     phases = select_phases(only, skip_phases)
+    if mode in ("webhook", "both") and collector not in ("shipper", "none"):
+        raise UsageError(f"--mode {mode} needs --collector shipper: kaudit's shipper is the webhook receiver",
+                         f"kaudit up --mode {mode} --collector shipper")
     if policy_file is not None and not policy_file.is_file():
         raise UsageError(f"--policy-file {policy_file}: " + ("is a directory" if policy_file.is_dir() else "no such file"), "give the path of an audit Policy YAML file")
     opts = UpOptions(
