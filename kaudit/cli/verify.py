@@ -16,6 +16,7 @@ from kaudit.cli.audit_options import (
     DEFAULT_MAXSIZE,
     DEFAULT_POLICY_PATH,
     AuditFlagOpt,
+    ModeOpt,
     AuditLogPathOpt,
     MaxAgeOpt,
     MaxBackupOpt,
@@ -131,6 +132,7 @@ def verify(
     audit_log_maxbackup: MaxBackupOpt = DEFAULT_MAXBACKUP,
     audit_log_maxage: MaxAgeOpt = DEFAULT_MAXAGE,
     audit_flag: AuditFlagOpt = None,
+    mode: ModeOpt = "log",
 ) -> int:
     """Prove the audit pipeline end to end: node, manifest, policy, apiserver, log, collector, Loki, a probe, labels.
 
@@ -161,7 +163,7 @@ def verify(
         raise UsageError(f"--kubeconfig {kubeconfig}: no such file")
     _validate_url(loki_url)
     wait = parse_duration(timeout, field="--timeout")
-    spec = audit_spec_from_options(audit_log_path, policy_path, audit_log_maxsize, audit_log_maxbackup, audit_log_maxage, audit_flag)
+    spec = audit_spec_from_options(audit_log_path, policy_path, audit_log_maxsize, audit_log_maxbackup, audit_log_maxage, audit_flag, mode)
     hosts = HostOptions.build(host, rootfs, ssh_key, ssh_accept_new_host_key, ssh_known_hosts)
     for spec_name in hosts.hosts:
         if rootfs is not None and spec_name != "local":

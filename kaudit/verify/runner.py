@@ -13,6 +13,7 @@ from typing import Callable, Optional
 from kaudit.errors import KauditError
 from kaudit.verify import checks as C
 from kaudit.verify.checks import CheckResult, Node, Verdict, VerifyContext
+from kaudit.verify.webhook import check_webhook
 
 NODE_FUNCS = {
     "reachable": C.check_reachable,
@@ -20,6 +21,7 @@ NODE_FUNCS = {
     "policy": C.check_policy,
     "apiserver": C.check_apiserver,
     "audit-log": C.check_audit_log,
+    "webhook": check_webhook,
 }
 CLUSTER_FUNCS = {
     "collector": C.check_collector,
