@@ -58,6 +58,8 @@ def run_checks(
     try:
         for node in ctx.nodes:
             for name, fn in NODE_FUNCS.items():
+                if name == "webhook" and getattr(ctx.settings.spec, "mode", "log") == "log":
+                    continue  # only reported for kaudit verify --mode webhook|both
                 if name != "reachable" and node.error is not None:
                     emit(CheckResult(name, C.SKIP, 0.0, f"skipped: {node.label} is not reachable", None, node.label))
                     continue
