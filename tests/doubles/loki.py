@@ -655,11 +655,6 @@ def main(argv: list[str] | None = None) -> int:
         d.stop()
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 # ----------------------------------------------------------------------------- protobuf pushes
 
 
@@ -791,3 +786,7 @@ def _proto_push_request(data: bytes, major: int) -> dict:
             raise ValueError("stream without labels")
         streams.append({"stream": labels, "values": values})
     return {"streams": streams}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
