@@ -178,6 +178,7 @@ class Encoder:
         self._need_mid = bool(self._need & (set(_OBJREF_FIELDS) | {"code"}))
         self._need_ann = "decision" in self._need
         self._no_labels = (None,) * len(self.labels)
+        self._default_labels = tuple(self.labels) == ("audit_level", "verb", "stage")
         # labels and metadata the flat path in encode() can take from _HEAD's groups alone
         self._head_labels = None
         if set(self.labels) <= {"audit_level", "stage", "verb"} and tuple(F.STRUCTURED_METADATA) == _FAST_MD_ORDER:
@@ -206,15 +207,17 @@ class Encoder:
                 t = line.rfind(b',"stageTimestamp":"')
                 tm = _TAIL.fullmatch(line, t) if t > 0 else None
                 if tm is not None:
-                    ts = tm.group(1)
+                    ts, ann = tm.groups()
                     secs = self._ts._cache.get(ts[:19]) if len(ts) == 27 and ts[26] == 90 and ts[19] == 46 else None
                     if secs is not None and ts[20:26].isdigit():  # 2026-11-28T23:13:43.957656Z, second already seen
                         ts = secs * 1_000_000_000 + int(ts[20:26]) * 1000
                     else:
                         ts = self._ts.ns(ts)
                     if ts is not None:
-                        md = self._fast_metadata(line, m, t, tm) if self.structured_metadata else ()
-                        return Entry(self._head_labels(m), ts, _valid_text(line), md, len(line))
+                        g = m.groups()  # audit_level, audit_id, stage, verb, user: one call, not one per field
+                        md = self._fast_metadata(line, g, m.end(), t, ann) if self.structured_metadata else ()
+                        return Entry((g[0], g[3], g[2]) if self._default_labels else self._head_labels(m), ts,
+                                     line if line.isascii() else _valid_text(line), md, len(line))
         vals = self._fast_fields(line)
         if vals is None:
             vals = self._slow_fields(line)
@@ -229,7 +232,7 @@ class Encoder:
         md = tuple(vals.get(n) for n in self.md_names) if self.structured_metadata else ()
         return Entry(stream, ts, _valid_text(line), md, len(line))
 
-    def _fast_metadata(self, line: bytes, m, t: int, tm) -> tuple:
+    def _fast_metadata(self, line: bytes, g: tuple, head_end: int, t: int, ann) -> tuple:
         """Structured metadata straight from the raw bytes, in F.STRUCTURED_METADATA's order.
 
         Values stay JSON-escaped as the apiserver wrote them, so they are pasted, not encoded.
@@ -239,8 +242,7 @@ class Encoder:
         strings and arrays of strings, so its first occurrence is the top-level one, and
         objectRef lies between the head and it. Without a top-level responseStatus (the
         RequestReceived stage) the request/response bodies are located first to bound the search."""
-        aid, user, stage = m.group(2, 5, 3)
-        head_end = m.end()
+        aid, user, stage = g[1], g[4], g[2]
         rs = line.find(b',"responseStatus":{', head_end, t)
         if rs < 0 or stage == b"RequestReceived":
             end = t
@@ -267,7 +269,6 @@ class Encoder:
             v = _STATUS_CODE.search(line, rs, t)
             if v is not None:
                 code = v.group(1)
-        ann = tm.group(2)
         if ann is not None:
             if b'"authorization.k8s.io/decision":"allow"' in ann:
                 dec = b"allow"

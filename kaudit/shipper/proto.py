@@ -26,6 +26,13 @@ _SMALL = [bytes([n]) if n < 128 else bytes([(n & 127) | 128, n >> 7]) for n in r
 def varint(n: int) -> bytes:
     if n < 16384:
         return _SMALL[n]
+    # the common large values, unrolled: line lengths, nanoseconds (< 2^30), seconds (< 2^35)
+    if n < 1 << 21:
+        return bytes((n & 127 | 128, n >> 7 & 127 | 128, n >> 14))
+    if n < 1 << 28:
+        return bytes((n & 127 | 128, n >> 7 & 127 | 128, n >> 14 & 127 | 128, n >> 21))
+    if n < 1 << 35:
+        return bytes((n & 127 | 128, n >> 7 & 127 | 128, n >> 14 & 127 | 128, n >> 21 & 127 | 128, n >> 28))
     out = bytearray()
     while n > 127:
         out.append((n & 127) | 128)
@@ -122,6 +129,8 @@ class ProtoRenderer:
         secs_cache = self._secs
         if len(secs_cache) > 4096:
             secs_cache.clear()
+        mdc, aid_head, metadata = self._md, self._aid_head, self._metadata
+        fast_md = with_metadata and self._aid == 0  # audit_id first: the common layout, inlined below
         pieces: list[bytes] = []
         add = pieces.append
         total = 0
@@ -133,19 +142,26 @@ class ProtoRenderer:
             size = len(sf)
             for e in entries:
                 secs, nanos = divmod(e.ts, 1_000_000_000)
-                tsf = secs_cache.get(secs)
-                if tsf is None:
-                    tsf = secs_cache[secs] = b"\x08" + varint(secs)
-                tsf = b"\x0a%b%b\x10%b" % (_SMALL[len(tsf) + 1 + len(varint(nanos))], tsf, varint(nanos)) if nanos \
-                    else b"\x0a" + _SMALL[len(tsf)] + tsf
+                pre = secs_cache.get(secs)  # Timestamp: seconds=1, then the tag of nanos=2
+                if pre is None:
+                    pre = secs_cache[secs] = b"\x08" + varint(secs) + b"\x10"
+                nv = varint(nanos)
                 line = e.line
                 ll = len(line)
-                md = self._metadata(e.md) if with_metadata and e.md else b""
                 lv = varint(ll)
-                # EntryAdapter: timestamp, line (its bytes as they are), metadata
-                n = len(tsf) + 1 + len(lv) + ll + len(md)
+                md = e.md
+                if not md or not with_metadata:
+                    md = b""
+                elif fast_md and (rest := mdc.get(md[1:])) is not None and (a := md[0]) and \
+                        (h := aid_head.get(len(a))) is not None and b"\\" not in a:
+                    md = h + a + rest
+                else:
+                    md = metadata(md)
+                # EntryAdapter: timestamp=1, line=2 (its bytes as they are), structuredMetadata=3
+                tl = len(pre) + len(nv)
+                n = 2 + tl + 1 + len(lv) + ll + len(md)
                 ev = varint(n)
-                add(b"\x12%b%b\x12%b" % (ev, tsf, lv))
+                add(b"\x12%b\x0a%b%b%b\x12%b" % (ev, _SMALL[tl], pre, nv, lv))
                 add(line)
                 if md:
                     add(md)
