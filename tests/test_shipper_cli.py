@@ -43,7 +43,8 @@ def test_help_lists_the_options_and_an_example(cli):
 
 
 @pytest.mark.parametrize("argv, message", [
-    ([], "required: --path, --loki-url"),
+    ([], "required: --loki-url"),
+    (["--loki-url", "http://x"], "give either --path (follow the audit log) or --listen"),
     (["--path", "a", "--loki-url", "loki:3100"], "is not an http(s) URL"),
     (["--path", "a", "--loki-url", "http://x", "--dynamic-labels", "audit_id"], "auditID is unique per request"),
     (["--path", "a", "--loki-url", "http://x", "--dynamic-labels", "user,verb"], "one stream per user"),
