@@ -692,8 +692,12 @@ def snappy_decode(data: bytes) -> bytes:
             pos += 5
         if offset <= 0 or offset > len(out):
             raise ValueError("snappy: corrupt input (bad offset)")
-        for _ in range(length):
-            out.append(out[-offset])
+        start = len(out) - offset
+        if offset >= length:
+            out += out[start:start + length]
+        else:  # overlapping: the last `offset` bytes repeat
+            pattern = bytes(out[start:])
+            out += (pattern * (length // offset + 1))[:length]
     if len(out) != n:
         raise ValueError(f"snappy: decoded {len(out)} bytes, header says {n}")
     return bytes(out)
