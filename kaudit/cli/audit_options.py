@@ -67,6 +67,18 @@ AuditFlagOpt = Annotated[
     ),
 ]
 
+MODES = ("log", "webhook", "both")
+ModeOpt = Annotated[
+    str,
+    typer.Option(
+        "--mode",
+        metavar="log|webhook|both",
+        help="Audit backend: log (the file the collector tails), webhook (kube-apiserver posts to kaudit's receiver "
+        "on the node, kubeconfig in /etc/kubernetes/audit-webhook.kubeconfig) or both.",
+        rich_help_panel=_PANEL,
+    ),
+]
+
 _CORE = {
     "audit-log-path": "--audit-log-path",
     "audit-policy-file": "--policy-path",
@@ -132,6 +144,7 @@ def audit_spec_from_options(
     maxbackup: int = DEFAULT_MAXBACKUP,
     maxage: "str | int" = DEFAULT_MAXAGE,
     audit_flag: Optional[List[str]] = None,
+    mode: str = "log",
 ):
     """An AuditSpec (kaudit.core.manifest) from the options above; bad values are UsageErrors.
 
@@ -154,7 +167,10 @@ def audit_spec_from_options(
             f"{log_dir} is not a directory to hand to kube-apiserver",
             f"use a directory of its own, e.g. {DEFAULT_LOG_PATH}",
         )
+    if mode not in MODES:
+        raise UsageError(f"--mode {mode!r}: choose log, webhook or both", "log is kaudit's default (the audit log file)")
     return AuditSpec(
+        mode=mode,
         log_path=audit_log_path,
         policy_path=policy_path,
         maxsize=parse_maxsize(maxsize),

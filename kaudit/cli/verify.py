@@ -16,6 +16,7 @@ from kaudit.cli.audit_options import (
     DEFAULT_MAXSIZE,
     DEFAULT_POLICY_PATH,
     AuditFlagOpt,
+    ModeOpt,
     AuditLogPathOpt,
     MaxAgeOpt,
     MaxBackupOpt,
@@ -143,6 +144,7 @@ def verify(
     audit_log_maxbackup: MaxBackupOpt = DEFAULT_MAXBACKUP,
     audit_log_maxage: MaxAgeOpt = DEFAULT_MAXAGE,
     audit_flag: AuditFlagOpt = None,
+    mode: ModeOpt = "log",
 ) -> int:
     """Prove the audit pipeline end to end: node, manifest, policy, apiserver, log, collector, Loki, a probe, labels.
 
@@ -176,7 +178,7 @@ def verify(
     from kaudit.cli import loki_options
 
     wait = parse_duration(timeout, field="--timeout")
-    spec = audit_spec_from_options(audit_log_path, policy_path, audit_log_maxsize, audit_log_maxbackup, audit_log_maxage, audit_flag)
+    spec = audit_spec_from_options(audit_log_path, policy_path, audit_log_maxsize, audit_log_maxbackup, audit_log_maxage, audit_flag, mode)
     creds = loki_options.credentials(loki_username, loki_password_file, loki_token_file, loki_ca_file)
     cluster = loki_options.cluster(cluster)
     if inventory is not None:
