@@ -41,24 +41,24 @@ def _rule_files(paths: Optional[List[Path]]) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _policy(profile: Optional[str], policy_file: Optional[Path]) -> tuple[str, dict]:
-    from kaudit.detect.policy_check import load_policy
+def _policy(profile: Optional[str], policy_file: Optional[Path]):
+    from kaudit.core.policy_eval import load_policy
 
     if profile is not None and policy_file is not None:
         raise UsageError("--profile and --policy exclude each other", "give the packaged profile or your own policy file")
     if policy_file is not None:
         if not policy_file.is_file():
             raise UsageError(f"--policy {policy_file}: no such file", "give the audit policy file the apiserver uses")
-        return str(policy_file), load_policy(policy_file.read_text(encoding="utf-8"), str(policy_file))
+        return str(policy_file), load_policy(policy_file.read_text(encoding="utf-8"), str(policy_file), policy_file.stem)
     name = profile or "gce"
     if name not in PROFILE_NAMES:
         raise UsageError(f"--profile {name!r} is not a profile", f"choose one of: {', '.join(PROFILE_NAMES)}")
     from kaudit.core.policy import policy_text
 
-    return f"profile {name}", load_policy(policy_text(name), name)
+    return f"profile {name}", load_policy(policy_text(name), f"<profile {name}>", name)
 
 
-def _list(rules, policy_name: str, policy: dict, output: DetectOutput, logql: bool) -> int:
+def _list(rules, policy_name: str, policy, output: DetectOutput, logql: bool) -> int:
     import json
 
     from kaudit.detect.logql import compile_rule
