@@ -247,3 +247,20 @@ def test_rule_cache_is_used_and_follows_the_pack(tmp_path, monkeypatch):
     monkeypatch.setenv("KAUDIT_CACHE_DIR", "off")
     monkeypatch.setattr(cache, "packaged_rule_files", lambda: files)
     assert cache.packaged_rules() == first
+
+
+def test_detect_and_simulate_read_logs_alike(cli, tmp_path):
+    """One reader for both commands: the same events from a rotated directory, the same errors."""
+    lines = FALCO.read_bytes().splitlines(keepends=True)
+    (tmp_path / "audit-2018-10-26T14-20-00.000.log.gz").write_bytes(gzip.compress(b"".join(lines[:10])))
+    (tmp_path / "audit.log").write_bytes(b"\n" + b"".join(lines[10:]))
+    det = json.loads(cli(["detect", "--log", tmp_path, "-o", "json"]).out)
+    sim = json.loads(cli(["policy", "simulate", "--log", tmp_path, "--profile", "gce", "-o", "json"]).out)
+    assert det["events"] == sim["input"]["events"] == len(lines)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    errors = [cli([*cmd, "--log", empty]) for cmd in (["detect"], ["policy", "simulate"])]
+    assert [r.code for r in errors] == [2, 2]
+    first_error = lambda err: next(ln for ln in err.splitlines() if ln.startswith("error: "))  # noqa: E731
+    assert first_error(errors[0].err) == first_error(errors[1].err)
+    assert f"--log {empty}: no audit log files in this directory" in errors[0].err

@@ -146,7 +146,7 @@ def detect(
         raise UsageError("every rule is disabled", "drop some --disable ids")
 
     if log:
-        from kaudit.detect.logs import read_lines
+        from kaudit.core.audit_logs import read_lines
         from kaudit.detect.match import detect as run
 
         findings, events = run(rules, read_lines(list(log)))
