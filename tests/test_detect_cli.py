@@ -172,9 +172,9 @@ def test_custom_rules_and_disable(cli, tmp_path):
 
 
 # -- retro-hunt over Loki ---------------------------------------------------------------------
-def _push_corpus(loki: LokiDouble) -> dict[str, str]:
-    """Push every test line, re-based to the last hour (relative times kept per file).
-    Returns line -> ref."""
+def _push_corpus(loki: LokiDouble, clusters: dict | None = None, tenant: str = "fake") -> dict[str, str]:
+    """Push every test line, re-based to the last hour (relative times kept per file), with
+    the cluster label clusters[file name] when given. Returns line -> ref."""
     from kaudit.shipper.payload import Encoder
 
     enc = Encoder()
@@ -188,13 +188,15 @@ def _push_corpus(loki: LokiDouble) -> dict[str, str]:
         for n, (t, e) in enumerate(zip(texts, entries), 1):
             ts = now - (fi + 1) * 60 * 10**9 - min(newest - e.ts, 600 * 10**9)
             labels = {"job": "kubernetes-audit", "node": "cp-1"}
+            if clusters:
+                labels["cluster"] = clusters[path.name]
             for name, v in zip(enc.labels, e.stream):
                 if v is not None:
                     labels[name] = v.decode() if isinstance(v, bytes) else v
             streams.setdefault(tuple(sorted(labels.items())), []).append([str(ts), t])
             refs[t] = f"{path.name}:{n}"
     body = json.dumps({"streams": [{"stream": dict(k), "values": v} for k, v in streams.items()]}).encode()
-    loki.push(body, content_type="application/json", encoding="", tenant="fake")
+    loki.push(body, content_type="application/json", encoding="", tenant=tenant)
     return refs
 
 
