@@ -96,9 +96,9 @@ def scalable_from_flags(
         raise UsageError("--storage-secret: not with --storage-credentials (kaudit would create a second Secret)")
     creds = None
     if storage_secret is None:
-        from kaudit import storage_credentials
+        from kaudit.storage_credentials import load as load_storage_credentials  # the parameter has the module's name
 
-        creds = storage_credentials.load(object_storage, storage_credentials, os.environ if env is None else env)
+        creds = load_storage_credentials(object_storage, storage_credentials, os.environ if env is None else env)
     secret = storage_secret or (L.SECRET_NAME if creds else None)
     storage = L.ObjectStorage.from_flags(object_storage, bucket, bucket_chunks, bucket_ruler, s3_endpoint, s3_region, secret)
     seconds = None
