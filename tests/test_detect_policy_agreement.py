@@ -101,3 +101,13 @@ def test_hand_reasoned_reasons(cli, policies):
                                            "the rule reads ResponseStarted, ResponseComplete")
     assert drops["binding-to-cluster-admin"].endswith("at level Metadata, the rule needs Request")
     assert "pod-exec" not in drops  # pods/exec is not "pods": the catch-all logs it
+
+
+def test_a_policy_the_apiserver_refuses_is_refused_alike(cli, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: Everything\n")
+    first = lambda err: next(ln for ln in err.splitlines() if ln.startswith("error: "))  # noqa: E731
+    runs = [cli(["policy", "validate", bad]), cli(["detect", "--list", "--policy", bad]),
+            cli(["policy", "simulate", "--log", LOG, "--policy", bad])]
+    assert [r.code for r in runs] == [1, 1, 1]
+    assert len({first(r.err) for r in runs}) == 1 and "unknown level 'Everything'" in first(runs[1].err)

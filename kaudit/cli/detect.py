@@ -21,7 +21,6 @@ from kaudit.errors import UsageError
 
 #: like a linter: something fired
 EXIT_FINDINGS = 3
-PROFILE_NAMES = ("gce", "gce-modern")
 
 
 class DetectOutput(str, Enum):
@@ -49,21 +48,22 @@ def _rule_files(paths: Optional[List[Path]]) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _policy(profile: Optional[str], policy_file: Optional[Path]):
-    from kaudit.core.policy_eval import load_policy
+def _policy(profile: Optional[str], policy_file: Optional[Path], ui):
+    """(source, policy_eval.Policy), loaded as kaudit policy simulate loads it."""
+    from kaudit.cli.simulate import PROFILE_NAMES, load_policies
 
     if profile is not None and policy_file is not None:
         raise UsageError("--profile and --policy exclude each other", "give the packaged profile or your own policy file")
-    if policy_file is not None:
-        if not policy_file.is_file():
-            raise UsageError(f"--policy {policy_file}: no such file", "give the audit policy file the apiserver uses")
-        return str(policy_file), load_policy(policy_file.read_text(encoding="utf-8"), str(policy_file), policy_file.stem)
+    if policy_file is not None and not policy_file.is_file():
+        raise UsageError(f"--policy {policy_file}: no such file", "give the audit policy file the apiserver uses")
     name = profile or "gce"
-    if name not in PROFILE_NAMES:
+    if policy_file is None and name not in PROFILE_NAMES:
         raise UsageError(f"--profile {name!r} is not a profile", f"choose one of: {', '.join(PROFILE_NAMES)}")
-    from kaudit.core.policy import policy_text
-
-    return f"profile {name}", load_policy(policy_text(name), f"<profile {name}>", name)
+    warnings: list[str] = []
+    ((pol, source),) = load_policies([] if policy_file else [name], [str(policy_file)] if policy_file else [], warnings)
+    for w in warnings:
+        ui.warn(w)
+    return source, pol
 
 
 def _list(rules, policy_name: str, policy, output: DetectOutput, logql: bool, cluster: Optional[str]) -> int:
@@ -155,7 +155,7 @@ def detect(
     cluster = loki_options.cluster(cluster)
     rules = rule_pack(_rule_files(rules_files), _split(disable), packaged=packaged_rules())
     if list_rules:
-        name, pol = _policy(profile, policy_file)
+        name, pol = _policy(profile, policy_file, ui)
         return _list(rules, name, pol, output, logql, cluster)
     if profile is not None or policy_file is not None:
         raise UsageError("--profile and --policy go with --list", "kaudit detect --list --profile gce-modern")

@@ -53,7 +53,7 @@ def simulate(
     if log.count("-") > 1:
         raise UsageError("--log - (stdin) given twice", "read stdin once")
     warnings: list[str] = []
-    policies = _load_policies(profile or [], policy or [], warnings)
+    policies = load_policies(profile or [], policy or [], warnings)
     for w in warnings:
         ui.warn(w)
 
@@ -99,7 +99,9 @@ def _add_blind_detections(doc: dict, policies: list) -> None:
                                           for r, why in never_firing(rules, pol)]
 
 
-def _load_policies(profiles: list[str], files: list[str], warnings: list[str]) -> list:
+def load_policies(profiles: list[str], files: list[str], warnings: list[str]) -> list:
+    """(policy_eval.Policy, source) for each profile, then each file, named uniquely; a policy
+    kube-apiserver would refuse raises the validator's error (also for kaudit detect --list)."""
     from kaudit.core.policy import policy_text
     from kaudit.core.policy_eval import load_policy
 
@@ -176,7 +178,7 @@ def render_tables(doc: dict, stream: TextIO) -> None:
     blind = Table(title="Detections that can never fire", header_style="bold", title_justify="left")
     blind.add_column("policy")
     blind.add_column("rule", overflow="fold")
-    blind.add_column("why", overflow="fold")
+    blind.add_column("why (policy rules counted from 1)", overflow="fold")
     for p in pols:
         for r in p.get("detections_never_fire", ()):
             blind.add_row(escape(p["name"]), escape(r["id"]), escape(r["reason"]))

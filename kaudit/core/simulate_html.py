@@ -109,7 +109,7 @@ def render_html(doc: dict) -> str:
     out.append("</div>")
 
     out.append("<h2>Detection rules each policy can never fire</h2>"
-               "<table><tr><th>policy</th><th>rule</th><th>needs</th><th>why</th></tr>")
+               "<table><tr><th>policy</th><th>rule</th><th>needs</th><th>why (policy rules counted from 1)</th></tr>")
     for p in pols:
         blind = p.get("detections_never_fire", [])
         for r in blind:
