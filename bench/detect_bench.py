@@ -34,7 +34,7 @@ PARSE_LOOP = "import json,sys\nfor line in open(sys.argv[1], 'rb'):\n    json.lo
 IN_PROCESS = """
 import json, sys, time
 from kaudit.detect.cache import packaged_rules
-from kaudit.detect.logs import read_lines
+from kaudit.core.audit_logs import read_lines
 from kaudit.detect.match import detect
 rules = packaged_rules()
 best_loop = best_det = 1e9

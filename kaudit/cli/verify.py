@@ -23,7 +23,14 @@ from kaudit.cli.audit_options import (
     MaxSizeOpt,
     PolicyPathOpt,
 )
-from kaudit.cli.loki_options import ClusterOpt, LokiCaFileOpt, LokiPasswordFileOpt, LokiTokenFileOpt, LokiUsernameOpt
+from kaudit.cli.loki_options import (
+    ClusterOpt,
+    LokiCaFileOpt,
+    LokiPasswordFileOpt,
+    LokiTenantOpt,
+    LokiTokenFileOpt,
+    LokiUsernameOpt,
+)
 from kaudit.cli.options import AcceptNewHostKeyOpt, HostOpt, HostOptions, KnownHostsOpt, RootfsOpt, SshKeyOpt
 from kaudit.errors import UsageError
 
@@ -56,9 +63,6 @@ LokiUrlOpt = Annotated[
         help="Loki's base URL. Default: a port-forward to svc/loki in namespace kaudit that kaudit opens and closes.",
         show_default=False,
     ),
-]
-LokiTenantOpt = Annotated[
-    Optional[str], typer.Option("--loki-tenant", help="X-Scope-OrgID for a multi-tenant Loki.", show_default=False)
 ]
 KubeconfigOpt = Annotated[
     Optional[Path],
