@@ -5,9 +5,8 @@
     .venv/bin/python bench/audit_volume.py FILE.jsonl --json
 
 The corpus was written by a real kube-apiserver v1.36 running GCE's policy (policies/gce.yaml).
-For each event this re-decides the level under each profile the way kube-apiserver's policy
-checker does (first matching rule; users, userGroups, verbs, namespaces, resources with
-subresources and resourceNames, nonResourceURLs with a trailing *; omitStages), then:
+For each event this re-decides the level under each profile with kaudit.core.policy_eval (the
+evaluator of `kaudit policy simulate`, kube-apiserver's policy checker semantics), then:
 
 * gce: checks that the re-decided level is the recorded one (it validates the evaluator);
 * gce-modern: drops None events, removes responseObject below RequestResponse and
@@ -34,69 +33,24 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ruamel.yaml import YAML  # noqa: E402
-
 LEVELS = ("None", "Metadata", "Request", "RequestResponse")
 CORPUS = REPO.parent / "shared" / "corpus" / "kube-apiserver-v1.36-gce.jsonl"
 
 
-def load_policy(profile: str) -> dict:
-    return YAML(typ="safe", pure=True).load((REPO / "policies" / f"{profile}.yaml").read_text())
+def load_policy(profile: str):
+    from kaudit.core.policy import policy_text
+    from kaudit.core.policy_eval import load_policy as compile_text
+
+    return compile_text(policy_text(profile), f"<profile {profile}>", profile)
 
 
-def _resource_matches(rule_resources: list, ref: dict) -> bool:
-    group, resource, sub, name = ref.get("apiGroup", ""), ref.get("resource", ""), ref.get("subresource", ""), ref.get("name", "")
-    combined = f"{resource}/{sub}" if sub else resource
-    for gr in rule_resources:
-        if gr.get("group", "") != group:
-            continue
-        names = gr.get("resources") or []
-        if not names:
-            return True
-        for r in names:
-            if r in (combined, "*") or (sub and r in (f"*/{sub}", f"{resource}/*")):
-                if not gr.get("resourceNames") or name in gr["resourceNames"]:
-                    return True
-    return False
+def decide(policy, e: dict) -> tuple[str, frozenset, bool]:
+    """(level, omitStages, omitManagedFields) for an event, as the apiserver decides them:
+    kaudit.core.policy_eval, the evaluator `kaudit policy simulate` uses."""
+    from kaudit.core.policy_eval import evaluate, request_from_event
 
-
-def _url_matches(patterns: list, uri: str) -> bool:
-    path = uri.split("?", 1)[0]
-    return any(path == p or (p.endswith("*") and path.startswith(p[:-1])) for p in patterns)
-
-
-def rule_matches(rule: dict, e: dict) -> bool:
-    user = e.get("user", {})
-    if rule.get("users") and user.get("username") not in rule["users"]:
-        return False
-    if rule.get("userGroups") and not set(user.get("groups") or []) & set(rule["userGroups"]):
-        return False
-    if rule.get("verbs") and e.get("verb") not in rule["verbs"] and "*" not in rule["verbs"]:
-        return False
-    ref = e.get("objectRef")
-    if ref:
-        if rule.get("nonResourceURLs"):
-            return False
-        if rule.get("namespaces") and ref.get("namespace", "") not in rule["namespaces"]:
-            return False
-        if rule.get("resources") and not _resource_matches(rule["resources"], ref):
-            return False
-        return True
-    if rule.get("resources") or rule.get("namespaces"):
-        return False
-    if rule.get("nonResourceURLs") and not _url_matches(rule["nonResourceURLs"], e.get("requestURI", "")):
-        return False
-    return True
-
-
-def decide(policy: dict, e: dict) -> tuple[str, list, bool]:
-    """(level, omitStages, omitManagedFields) for an event, as the apiserver decides them."""
-    for rule in policy.get("rules", []):
-        if rule_matches(rule, e):
-            stages = list(policy.get("omitStages") or []) + list(rule.get("omitStages") or [])
-            omf = rule.get("omitManagedFields", policy.get("omitManagedFields", False))
-            return rule["level"], stages, bool(omf)
-    return "None", [], False
+    d = evaluate(policy, request_from_event(e))
+    return d.level, d.omit_stages, d.omit_managed_fields
 
 
 def _strip_managed_fields(obj):

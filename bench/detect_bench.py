@@ -34,7 +34,7 @@ PARSE_LOOP = "import json,sys\nfor line in open(sys.argv[1], 'rb'):\n    json.lo
 IN_PROCESS = """
 import json, sys, time
 from kaudit.adapters.rule_cache import packaged_rules
-from kaudit.core.detect.logs import read_lines
+from kaudit.adapters.audit_files import read_lines
 from kaudit.core.detect.match import detect
 rules = packaged_rules()
 best_loop = best_det = 1e9

@@ -7,6 +7,8 @@ Measures, for `kaudit ship --once` and `python -m kaudit.shipper --once` as subp
 (CPU and peak RSS from os.wait4, i.e. that process alone):
   * events per CPU-second, and the ratio to the parse limit: a plain `json.loads` loop
     over the same lines, also a subprocess;
+  * with a `promtail` on PATH (or $PROMTAIL): Promtail itself on the same file into the same
+    Loki, with kaudit's rendered config, and every ratio to it; otherwise
   * the ratio to Promtail 3.6's reference figure from issue 4 (27,000 events per
     CPU-second, 98 MB peak RSS, 100k real events, json -> labels -> structured_metadata ->
     timestamp pipeline into Loki 3.x, measured on this machine class);
@@ -100,9 +102,73 @@ def run_measured(argv: list[str], env=None) -> dict:
     return r
 
 
+def kaudit_script() -> list[str]:
+    """The `kaudit` console script as a user runs it (next to this interpreter), else python -m kaudit."""
+    script = Path(sys.executable).parent / "kaudit"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "kaudit"]
+
+
 def ship_cmd(entry: str, path: Path, url: str, positions: Path, *extra: str) -> list[str]:
-    head = [sys.executable, "-m", "kaudit", "ship"] if entry == "kaudit ship" else [sys.executable, "-m", "kaudit.shipper"]
+    head = kaudit_script() + ["ship"] if entry == "kaudit ship" else [sys.executable, "-m", "kaudit.shipper"]
     return head + ["--path", str(path), "--loki-url", url, "--positions", str(positions), "--node", "bench", *extra]
+
+
+# A long-running peer (Promtail does not exit at the end of a file): the parent prints the
+# child's pid, the bench stops it once Loki holds every entry, then gets its rusage.
+_MEASURE_UNTIL_STOPPED = """
+import json, os, subprocess, sys, time
+t0 = time.monotonic()
+p = subprocess.Popen(json.loads(sys.argv[1]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(p.pid, flush=True)
+_, status, ru = os.wait4(p.pid, 0)
+print(json.dumps({"cpu_s": ru.ru_utime + ru.ru_stime, "user_s": ru.ru_utime, "sys_s": ru.ru_stime,
+                  "peak_rss_mb": ru.ru_maxrss / 1024, "wall_s": time.monotonic() - t0, "rc": 0, "stderr": ""}))
+"""
+
+
+def promtail_binary() -> str | None:
+    """A promtail on PATH (or $PROMTAIL), for measuring it on the same input and Loki."""
+    import shutil
+
+    return os.environ.get("PROMTAIL") or shutil.which("promtail")
+
+
+def run_promtail(binary: str, work: Path, path: Path, n: int, url: str, loki: LokiDouble | None) -> dict:
+    """Promtail with kaudit's rendered config (json -> labels -> structured_metadata -> timestamp),
+    stopped once the Loki double holds all n entries; CPU and peak RSS of Promtail alone."""
+    from kaudit.core import render
+
+    settings = render.CollectorSettings(log_path=str(path), loki_url=url.rstrip("/") + "/loki/api/v1/push",
+                                        structured_metadata=True, node="bench").checked()
+    config = render.render_collector_config("promtail-config", settings)
+    config = config.replace("/var/lib/promtail/positions.yaml", str(work / "promtail-positions.yaml"))
+    (work / "promtail.yaml").write_text(config)
+    argv = [binary, f"-config.file={work / 'promtail.yaml'}", "-server.disable", f"-positions.file={work / 'promtail-positions.yaml'}"]
+    before = loki.received if loki else 0
+    parent = subprocess.Popen([sys.executable, "-S", "-c", _MEASURE_UNTIL_STOPPED, json.dumps(argv)], stdout=subprocess.PIPE, cwd=REPO)
+    pid = int(parent.stdout.readline())
+    # Promtail does not trim events over Loki 3's 256 KB line limit: Loki refuses those (400) and
+    # Promtail drops them, so "done" is all n, or no new entry for 5 s
+    deadline = time.monotonic() + 600
+    last, still_since = -1, time.monotonic()
+    while loki is not None and loki.received - before < n and time.monotonic() < deadline and parent.poll() is None:
+        got = loki.received
+        if got != last:
+            last, still_since = got, time.monotonic()
+        elif got > before and time.monotonic() - still_since > 5:
+            break
+        time.sleep(0.2)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:  # it exited by itself (a bad flag or config): reported below
+        pass
+    out = parent.communicate(timeout=60)[0]
+    r = json.loads(out.splitlines()[-1])
+    got = loki.received - before if loki else n
+    if got < n * 0.99:
+        raise SystemExit(f"promtail delivered {got} of {n} entries")
+    r["delivered"] = got
+    return r
 
 
 def throughput(work: Path, lines: list[bytes], n: int, url: str | None, loki: LokiDouble | None) -> dict:
@@ -124,6 +190,9 @@ def throughput(work: Path, lines: list[bytes], n: int, url: str | None, loki: Lo
             if loki is not None and loki.received - before != count:
                 raise SystemExit(f"{entry}: Loki received {loki.received - before} entries, expected {count}")
             res[f"{entry} ({label})"] = r
+    binary = promtail_binary()
+    if binary and loki is not None:
+        res["promtail"] = run_promtail(binary, work, big, n, url, loki)
     return res
 
 
@@ -199,7 +268,16 @@ def report(res: dict, lagres: dict, source: str, args) -> str:
         e = eps(r, k)
         out.append(f"| {name} | {r['cpu_s']:.2f} | {e:,.0f} | {e / eps(pl):.2f} | {e / PROMTAIL['events_per_cpu_s']:.2f} "
                    f"| {r['peak_rss_mb']:.0f} | {r['wall_s']:.1f} |")
-    out.append(f"| {PROMTAIL['name']} | 3.66 | {PROMTAIL['events_per_cpu_s']:,.0f} | – | 1.00 | {PROMTAIL['peak_rss_mb']:.0f} | – |")
+    if "promtail" in res:
+        r = res["promtail"]
+        e = eps(r)
+        out.append(f"| Promtail (`{promtail_binary()}`, measured here; {r['delivered']:,} entries accepted, the rest over "
+                   f"Loki's line limit) | {r['cpu_s']:.2f} | {e:,.0f} | {e / eps(pl):.2f} | "
+                   f"{e / PROMTAIL['events_per_cpu_s']:.2f} | {r['peak_rss_mb']:.0f} | {r['wall_s']:.1f} |")
+        for name, r2, k in rows[1:]:
+            out.append(f"| ↳ {name} ÷ measured Promtail | | | | {eps(r2, k) / e:.2f} | | |")
+    else:
+        out.append(f"| {PROMTAIL['name']} | 3.66 | {PROMTAIL['events_per_cpu_s']:,.0f} | – | 1.00 | {PROMTAIL['peak_rss_mb']:.0f} | – |")
     if "python -m kaudit.shipper (quarter)" in res:
         full, quarter = res["python -m kaudit.shipper (full)"], res["python -m kaudit.shipper (quarter)"]
         out += ["", f"peak RSS: {full['peak_rss_mb']:.1f} MB on the full file vs {quarter['peak_rss_mb']:.1f} MB on a quarter of it "

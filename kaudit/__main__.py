@@ -1,4 +1,4 @@
-from kaudit.cli import main
+from kaudit.launch import main
 
 if __name__ == "__main__":
     main()

@@ -118,12 +118,16 @@ def test_empty_directory_is_a_usage_error(cli, tmp_path):
 
 
 def test_list_says_which_rules_the_policy_can_never_fire(cli, tmp_path):
-    r = cli(["detect", "--list"])
+    # gce-modern drops Events of both APIs (core and events.k8s.io); gce drops only core v1
+    # Events, so a delete through events.k8s.io/v1 reaches its catch-all Metadata rule
+    r = cli(["detect", "--list", "--profile", "gce-modern"])
     assert r.code == 0
     row = next(ln for ln in r.out.splitlines() if ln.startswith("events-deleted"))
     assert "NEVER FIRES" in row
-    assert "under profile gce: policy rule 10 logs delete events at level None, the rule needs Metadata" in r.out
+    assert "under profile gce-modern: policy rule 10 logs delete events at level None, the rule needs Metadata" in r.out
     assert "can never fire: events-deleted" in r.err
+    r = cli(["detect", "--list"])
+    assert r.code == 0 and "under profile gce 0 can never fire" in r.err
     # a policy that logs everything at Metadata: request-body rules cannot fire, events-deleted can
     policy = tmp_path / "policy.yaml"
     policy.write_text("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: Metadata\n")
@@ -168,9 +172,9 @@ def test_custom_rules_and_disable(cli, tmp_path):
 
 
 # -- retro-hunt over Loki ---------------------------------------------------------------------
-def _push_corpus(loki: LokiDouble) -> dict[str, str]:
-    """Push every test line, re-based to the last hour (relative times kept per file).
-    Returns line -> ref."""
+def _push_corpus(loki: LokiDouble, clusters: dict | None = None, tenant: str = "fake") -> dict[str, str]:
+    """Push every test line, re-based to the last hour (relative times kept per file), with
+    the cluster label clusters[file name] when given. Returns line -> ref."""
     from kaudit.shipper.payload import Encoder
 
     enc = Encoder()
@@ -184,13 +188,15 @@ def _push_corpus(loki: LokiDouble) -> dict[str, str]:
         for n, (t, e) in enumerate(zip(texts, entries), 1):
             ts = now - (fi + 1) * 60 * 10**9 - min(newest - e.ts, 600 * 10**9)
             labels = {"job": "kubernetes-audit", "node": "cp-1"}
+            if clusters:
+                labels["cluster"] = clusters[path.name]
             for name, v in zip(enc.labels, e.stream):
                 if v is not None:
                     labels[name] = v.decode() if isinstance(v, bytes) else v
             streams.setdefault(tuple(sorted(labels.items())), []).append([str(ts), t])
             refs[t] = f"{path.name}:{n}"
     body = json.dumps({"streams": [{"stream": dict(k), "values": v} for k, v in streams.items()]}).encode()
-    loki.push(body, content_type="application/json", encoding="", tenant="fake")
+    loki.push(body, content_type="application/json", encoding="", tenant=tenant)
     return refs
 
 
@@ -244,3 +250,20 @@ def test_rule_cache_is_used_and_follows_the_pack(tmp_path, monkeypatch):
     monkeypatch.setenv("KAUDIT_CACHE_DIR", "off")
     monkeypatch.setattr(cache, "packaged_rule_files", lambda: files)
     assert cache.packaged_rules() == first
+
+
+def test_detect_and_simulate_read_logs_alike(cli, tmp_path):
+    """One reader for both commands: the same events from a rotated directory, the same errors."""
+    lines = FALCO.read_bytes().splitlines(keepends=True)
+    (tmp_path / "audit-2018-10-26T14-20-00.000.log.gz").write_bytes(gzip.compress(b"".join(lines[:10])))
+    (tmp_path / "audit.log").write_bytes(b"\n" + b"".join(lines[10:]))
+    det = json.loads(cli(["detect", "--log", tmp_path, "-o", "json"]).out)
+    sim = json.loads(cli(["policy", "simulate", "--log", tmp_path, "--profile", "gce", "-o", "json"]).out)
+    assert det["events"] == sim["input"]["events"] == len(lines)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    errors = [cli([*cmd, "--log", empty]) for cmd in (["detect"], ["policy", "simulate"])]
+    assert [r.code for r in errors] == [2, 2]
+    first_error = lambda err: next(ln for ln in err.splitlines() if ln.startswith("error: "))  # noqa: E731
+    assert first_error(errors[0].err) == first_error(errors[1].err)
+    assert f"--log {empty}: no audit log files in this directory" in errors[0].err

@@ -189,7 +189,6 @@ def test_real_helm_renders_the_ruler_and_the_rules_mount(stack_name, tmp_path):
     tenant directory."""
     import base64
 
-    from kaudit.core import render
     from kaudit.core import stack_values
     from test_helm_template import template
 

@@ -223,7 +223,8 @@ def test_every_format_extracts_what_the_shipper_sends(style, sm, dynamic):
         read_ns = 1_700_000_000_123_456_789
         entry = encoder.encode(line.encode(), read_ns=read_ns)
         want_labels = encoder.stream_labels(entry.stream)
-        want_md = json.loads(entry.md) if entry.md else {}
+        md_json = encoder.metadata_json(entry.md) if entry.md else b""
+        want_md = json.loads(md_json) if md_json else {}
         for fmt, p in defs.items():
             labels, md, ts = run_pipeline(p, line)
             assert labels == want_labels, (fmt, line[:120])

@@ -209,3 +209,23 @@ def test_configmap_code_runs_the_shipper_as_the_pod_would(tmp_path, loki_factory
         assert set(e.stream) <= {"job", "node", *F.DEFAULT_LABELS}
         assert e.structured_metadata == {}
     assert not (code_dir / "kaudit" / "shipper" / "__pycache__").exists(), "read-only root: no bytecode written"
+
+
+def test_webhook_receiver_sends_the_same_cluster_label_and_credentials_as_the_tailer():
+    # --mode both with --cluster-name and an existing Loki: both containers carry the cluster
+    # label and the credential file paths (never the values), and both mount the Secret
+    from kaudit.core.loki_auth import PodAuth
+    from kaudit.core.render import parse_yaml_documents
+
+    auth = PodAuth(username="audit", password_file="/etc/kaudit/loki-auth/password", ca_file="/etc/kaudit/loki-auth/ca.crt")
+    d = shipper_manifest.ShipperDeploy(sources=(("kaudit/shipper/__main__.py", ""),), cluster="prod-eu", auth=auth,
+                             webhook_listen="127.0.0.1:9443", max_line_bytes=1048576)
+    [ds] = [o for o in parse_yaml_documents(shipper_manifest.render_shipper_manifest(d), "s") if o["kind"] == "DaemonSet"]
+    containers = {c["name"]: c for c in ds["spec"]["template"]["spec"]["containers"]}
+    assert set(containers) == {"shipper", "webhook"}
+    for c in containers.values():
+        args = c["args"]
+        assert args[args.index("--cluster") + 1] == "prod-eu"
+        assert args[args.index("--basic-auth-password-file") + 1] == "/etc/kaudit/loki-auth/password"
+        assert args[args.index("--max-line-bytes") + 1] == "1048576"
+        assert "/etc/kaudit/loki-auth" in [m["mountPath"] for m in c["volumeMounts"]]

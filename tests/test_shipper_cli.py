@@ -43,7 +43,8 @@ def test_help_lists_the_options_and_an_example(cli):
 
 
 @pytest.mark.parametrize("argv, message", [
-    ([], "required: --path, --loki-url"),
+    ([], "required: --loki-url"),
+    (["--loki-url", "http://x"], "give either --path (follow the audit log) or --listen"),
     (["--path", "a", "--loki-url", "loki:3100"], "is not an http(s) URL"),
     (["--path", "a", "--loki-url", "http://x", "--dynamic-labels", "audit_id"], "auditID is unique per request"),
     (["--path", "a", "--loki-url", "http://x", "--dynamic-labels", "user,verb"], "one stream per user"),
@@ -98,9 +99,63 @@ def test_structured_metadata_on_against_2x_falls_back_without_losing_entries(tmp
     append(log, events)
     d = double("2.6.1")
     try:
-        code, err = ShipperProc(base_args(log, d, tmp_path / "p.json", "--once", "--structured-metadata", "on")).wait()
+        code, err = ShipperProc(base_args(log, d, tmp_path / "p.json", "--once", "--structured-metadata", "on",
+                                          "--push-format", "json")).wait()
         assert code == 0, err
         assert "refuses structured metadata" in err
+        assert pairs_in_loki(d) == pairs_in_lines(events)
+    finally:
+        d.stop()
+
+
+def test_protobuf_push_is_the_default_and_carries_lines_and_metadata_unchanged(tmp_path):
+    log = tmp_path / "audit.log"
+    events = make_events(30) + [json.dumps({"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+                                 "auditID": "odd-1", "stage": "ResponseComplete", "verb": "get",
+                                 "user": {"username": 'odd "user" \\ n\u00e4me'},
+                                 "stageTimestamp": "2026-11-28T23:13:43.957656Z"}, separators=(",", ":")).encode()]
+    append(log, events)
+    lines = log.read_bytes().decode().splitlines()
+    d = double("3.5.0")
+    try:
+        code, err = ShipperProc(base_args(log, d, tmp_path / "p.json", "--once", "--structured-metadata", "on")).wait()
+        assert code == 0, err
+        assert d.proto_pushes >= 1
+        stored = d.entries()
+        assert sorted(e.line for e in stored) == sorted(lines)  # byte for byte, no re-escaping
+        odd = next(e for e in stored if '"odd-1"' in e.line)
+        assert dict(odd.metadata)["user"] == 'odd "user" \\ n\u00e4me'
+        assert dict(odd.metadata)["audit_id"] == "odd-1"
+    finally:
+        d.stop()
+
+
+def test_protobuf_push_to_loki_2x_stores_every_entry(tmp_path):
+    # Loki 2.x's EntryAdapter has no field 3: its decoder skips the metadata, the lines are stored
+    log = tmp_path / "audit.log"
+    events = make_events(20)
+    append(log, events)
+    d = double("2.6.1")
+    try:
+        code, err = ShipperProc(base_args(log, d, tmp_path / "p.json", "--once", "--structured-metadata", "on")).wait()
+        assert code == 0, err
+        assert pairs_in_loki(d) == pairs_in_lines(events)
+        assert all(not e.metadata for e in d.entries())
+    finally:
+        d.stop()
+
+
+def test_a_server_refusing_protobuf_gets_json_without_losing_entries(tmp_path):
+    log = tmp_path / "audit.log"
+    events = make_events(20)
+    append(log, events)
+    d = double("3.5.0")
+    d.fail_next(415, 1, "unsupported Content-Type")
+    try:
+        code, err = ShipperProc(base_args(log, d, tmp_path / "p.json", "--once")).wait()
+        assert code == 0, err
+        assert "does not take protobuf pushes" in err
+        assert d.proto_pushes == 0
         assert pairs_in_loki(d) == pairs_in_lines(events)
     finally:
         d.stop()

@@ -9,7 +9,6 @@ import pytest
 from ruamel.yaml import YAML
 
 from kaudit.core import charts
-from kaudit.core import render
 from kaudit.core import stack_values
 from kaudit.core.errors import KauditError, PhaseError
 from kaudit.engine.phases import stack

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import BinaryIO, Iterator, Tuple
 
-from kaudit.core.errors import KauditError
+from kaudit.core.errors import KauditError, UsageError
 
 # Names a directory's audit logs carry: audit.log, audit-2026-12-01T10-00-00.000.log,
 # audit.log.1, audit.log.2.gz, events.jsonl, ...
@@ -36,12 +36,12 @@ def log_files(path: str) -> list[str]:
     if p.is_dir():
         files = [f for f in p.iterdir() if f.is_file() and LOG_NAME.fullmatch(f.name)]
         if not files:
-            raise KauditError(f"{path}: no audit log files in this directory (looked for *.log, *.log.N, *.jsonl, and .gz of those)",
-                              "give the file itself with --log FILE")
+            raise UsageError(f"--log {path}: no audit log files in this directory (looked for *.log, *.log.N, *.jsonl, *.json and .gz of those)",
+                             "give the file itself with --log FILE")
         files.sort(key=lambda f: (f.stat().st_mtime, f.name))
         return [str(f) for f in files]
     if not p.exists():
-        raise KauditError(f"{path}: no such file or directory", "give an audit log file, a directory of them, or - for stdin")
+        raise UsageError(f"--log {path}: no such file or directory", "give an audit log file, a directory of them, or - for stdin")
     return [str(p)]
 
 
@@ -55,7 +55,7 @@ def _open(path: str, stdin: BinaryIO | None) -> BinaryIO:
         try:
             raw = open(path, "rb")
         except OSError as e:
-            raise KauditError(f"cannot read {path}: {e.strerror}", "check the path and its permissions") from None
+            raise KauditError(f"--log {path}: cannot read: {e.strerror}", "check its permissions (kube-apiserver writes the audit log 0600 root)") from None
     if not hasattr(raw, "peek"):
         raw = io.BufferedReader(raw)  # type: ignore[arg-type]
     peek = raw.peek(2)[:2]
@@ -77,7 +77,7 @@ def read_lines(paths: list[str], stdin: BinaryIO | None = None) -> Iterator[Line
                         yield (source, number, data)
             except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
                 raise KauditError(f"{source}: cannot read past line {number}: {e}",
-                                  "a truncated .gz can be read with: zcat FILE | kaudit policy simulate --log -") from None
+                                  "the file may be truncated; the lines before were read (a truncated .gz: zcat FILE | kaudit ... --log -)") from None
             finally:
                 if path != "-":
                     f.close()

@@ -57,3 +57,13 @@ AuditFlagOpt = Annotated[
     ),
 ]
 
+ModeOpt = Annotated[
+    str,
+    typer.Option(
+        "--mode",
+        metavar="log|webhook|both",
+        help="Audit backend: log (the file the collector tails), webhook (kube-apiserver posts to kaudit's receiver "
+        "on the node, kubeconfig in /etc/kubernetes/audit-webhook.kubeconfig) or both.",
+        rich_help_panel=_PANEL,
+    ),
+]

@@ -9,11 +9,17 @@ from typing import Annotated, List, Optional
 
 import typer
 
+from kaudit.cli.loki_options import (
+    LokiCaFileOpt,
+    LokiPasswordFileOpt,
+    LokiTenantOpt,
+    LokiTokenFileOpt,
+    LokiUsernameOpt,
+)
 from kaudit.core.errors import UsageError
 
 #: like a linter: something fired
 EXIT_FINDINGS = 3
-PROFILE_NAMES = ("gce", "gce-modern")
 
 
 class DetectOutput(str, Enum):
@@ -41,24 +47,25 @@ def _rule_files(paths: Optional[List[Path]]) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _policy(profile: Optional[str], policy_file: Optional[Path]) -> tuple[str, dict]:
-    from kaudit.core.detect.policy_check import load_policy
+def _policy(profile: Optional[str], policy_file: Optional[Path], ui):
+    """(source, policy_eval.Policy), loaded as kaudit policy simulate loads it."""
+    from kaudit.cli.simulate import PROFILE_NAMES, load_policies
 
     if profile is not None and policy_file is not None:
         raise UsageError("--profile and --policy exclude each other", "give the packaged profile or your own policy file")
-    if policy_file is not None:
-        if not policy_file.is_file():
-            raise UsageError(f"--policy {policy_file}: no such file", "give the audit policy file the apiserver uses")
-        return str(policy_file), load_policy(policy_file.read_text(encoding="utf-8"), str(policy_file))
+    if policy_file is not None and not policy_file.is_file():
+        raise UsageError(f"--policy {policy_file}: no such file", "give the audit policy file the apiserver uses")
     name = profile or "gce"
-    if name not in PROFILE_NAMES:
+    if policy_file is None and name not in PROFILE_NAMES:
         raise UsageError(f"--profile {name!r} is not a profile", f"choose one of: {', '.join(PROFILE_NAMES)}")
-    from kaudit.core.policy import policy_text
+    warnings: list[str] = []
+    ((pol, source),) = load_policies([] if policy_file else [name], [str(policy_file)] if policy_file else [], warnings)
+    for w in warnings:
+        ui.warn(w)
+    return source, pol
 
-    return f"profile {name}", load_policy(policy_text(name), name)
 
-
-def _list(rules, policy_name: str, policy: dict, output: DetectOutput, logql: bool) -> int:
+def _list(rules, policy_name: str, policy, output: DetectOutput, logql: bool, cluster: Optional[str]) -> int:
     import json
 
     from kaudit.core.detect.logql import compile_rule
@@ -67,10 +74,10 @@ def _list(rules, policy_name: str, policy: dict, output: DetectOutput, logql: bo
 
     rows = []
     for r in rules:
-        c = compile_rule(r)
+        c = compile_rule(r, cluster=cluster)
         rows.append((r, never_fires(r, policy), c))
     if output is DetectOutput.json:
-        doc = {"policy": policy_name, "rules": [
+        doc = {"policy": policy_name, "cluster": cluster, "rules": [
             {**rule_dict(r), "never_fires": why, "logql": c.query, "alert": c.expr, "logql_approximations": c.approximations}
             for r, why, c in rows
         ]}
@@ -120,7 +127,15 @@ def detect(
     policy_file: Annotated[
         Optional[Path], typer.Option("--policy", help="With --list: your own audit policy file instead of a profile.", show_default=False)
     ] = None,
-    loki_tenant: Annotated[Optional[str], typer.Option("--loki-tenant", help="X-Scope-OrgID for a multi-tenant Loki.", show_default=False)] = None,
+    cluster: Annotated[
+        Optional[str], typer.Option("--cluster", metavar="NAME", show_default=False,
+                                    help="With --loki-url, or --list --logql: only this cluster's events (the cluster label kaudit up sets).")
+    ] = None,
+    loki_tenant: LokiTenantOpt = None,
+    loki_username: LokiUsernameOpt = None,
+    loki_password_file: LokiPasswordFileOpt = None,
+    loki_token_file: LokiTokenFileOpt = None,
+    loki_ca_file: LokiCaFileOpt = None,
     job: Annotated[str, typer.Option("--job", help="The job label the collector gives audit streams.")] = "kubernetes-audit",
     limit: Annotated[int, typer.Option("--limit", help="With --loki-url: at most this many lines per rule.", min=1, max=5000)] = 1000,
 ) -> int:
@@ -132,18 +147,21 @@ def detect(
     \b
     Examples:
       kaudit detect --log /var/log/kubernetes-audit/
-      kaudit detect --loki-url http://localhost:3100 --since 24h -o sarif
+      kaudit detect --loki-url http://localhost:3100 --since 24h --cluster prod-eu -o sarif
       kaudit detect --list --profile gce-modern
     """
     from kaudit.cli import state
     from kaudit.adapters.rule_cache import packaged_rules
     from kaudit.core.detect.model import rule_pack
 
+    from kaudit.cli import loki_options
+
     ui = state(ctx).ui
+    cluster = loki_options.cluster(cluster)
     rules = rule_pack(_rule_files(rules_files), _split(disable), packaged=packaged_rules())
     if list_rules:
-        name, pol = _policy(profile, policy_file)
-        return _list(rules, name, pol, output, logql)
+        name, pol = _policy(profile, policy_file, ui)
+        return _list(rules, name, pol, output, logql, cluster)
     if profile is not None or policy_file is not None:
         raise UsageError("--profile and --policy go with --list", "kaudit detect --list --profile gce-modern")
     if bool(log) == bool(loki_url):
@@ -152,7 +170,13 @@ def detect(
         raise UsageError("every rule is disabled", "drop some --disable ids")
 
     if log:
-        from kaudit.core.detect.logs import read_lines
+        given = [f for f, v in (("--cluster", cluster), ("--loki-tenant", loki_tenant), ("--loki-username", loki_username),
+                                ("--loki-password-file", loki_password_file), ("--loki-token-file", loki_token_file),
+                                ("--loki-ca-file", loki_ca_file)) if v is not None]
+        if given:
+            raise UsageError(f"{given[0]} goes with --loki-url: a log file has no Loki labels or credentials",
+                             "leave it out, or run the rules over Loki: kaudit detect --loki-url URL " + given[0] + " ...")
+        from kaudit.adapters.audit_files import read_lines
         from kaudit.core.detect.match import detect as run
 
         findings, events = run(rules, read_lines(list(log)))
@@ -166,9 +190,10 @@ def detect(
         window = parse_duration(since, field="--since")
         if window <= 0:
             raise UsageError(f"--since {since!r} must be longer than zero")
-        findings = hunt(loki_url, rules, window_s=window, limit=limit, job=job, tenant=loki_tenant)
+        creds = loki_options.credentials(loki_username, loki_password_file, loki_token_file, loki_ca_file)
+        findings = hunt(loki_url, rules, window_s=window, limit=limit, job=job, tenant=loki_tenant, cluster=cluster, auth=creds)
         events = -1
-        sources = f"{loki_url} (last {since})"
+        sources = f"{loki_url}{f' cluster {cluster}' if cluster else ''} (last {since})"
 
     from kaudit.core.detect import report
 

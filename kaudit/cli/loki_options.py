@@ -1,4 +1,4 @@
-"""Options for reaching an existing Loki, shared by up, verify and query.
+"""Options for reaching an existing Loki, shared by up, verify, query and detect.
 
 Passwords and tokens are never options: only the files (or environment
 variables) holding them are (kaudit.adapters.loki_credentials).
@@ -24,6 +24,9 @@ LokiTokenFileOpt = Annotated[
 ]
 LokiCaFileOpt = Annotated[
     Optional[Path], typer.Option("--loki-ca-file", metavar="FILE", help="PEM CA that signed an https Loki's certificate.", rich_help_panel=_PANEL, show_default=False)
+]
+LokiTenantOpt = Annotated[
+    Optional[str], typer.Option("--loki-tenant", help="X-Scope-OrgID for a multi-tenant Loki.", show_default=False)
 ]
 ClusterOpt = Annotated[
     Optional[str], typer.Option("--cluster", metavar="NAME", help="Only this cluster's events (the cluster label kaudit up sets).", show_default=False)

@@ -15,6 +15,7 @@ from kaudit.cli.audit_options import (
     MaxAgeOpt,
     MaxBackupOpt,
     MaxSizeOpt,
+    ModeOpt,
     PolicyPathOpt,
 )
 from kaudit.core.audit_settings import (
@@ -75,6 +76,7 @@ def patch_manifest(
     maxbackup: MaxBackupOpt = DEFAULT_MAXBACKUP,
     maxage: MaxAgeOpt = DEFAULT_MAXAGE,
     audit_flag: AuditFlagOpt = None,
+    mode: ModeOpt = "log",
 ) -> int:
     """Apply the audit patch to a kube-apiserver static pod manifest, offline.
 
@@ -96,7 +98,7 @@ def patch_manifest(
         raise UsageError("-o/--output and --in-place exclude each other", "choose one")
     if in_place and file == "-":
         raise UsageError("--in-place needs a FILE, not stdin", "use -o OUT")
-    spec = audit_spec_from_options(audit_log_path, policy_path, maxsize, maxbackup, maxage, audit_flag)
+    spec = audit_spec_from_options(audit_log_path, policy_path, maxsize, maxbackup, maxage, audit_flag, mode)
     if not remove and (warning := policy_path_warning(spec.policy_path)):
         ui.warn(warning)
     source = "<stdin>" if file == "-" else file
@@ -143,6 +145,7 @@ def diff_manifest(
         Optional[Path], typer.Option("--file", "-f", metavar="FILE", help="Diff every node of every cluster of an inventory (docs/inventory.md).", show_default=False)
     ] = None,
     parallel: Annotated[Optional[int], typer.Option("--parallel", min=1, help="With -f: how many clusters at once.", show_default=False)] = None,
+    mode: ModeOpt = "log",
 ) -> int:
     """Show, as a unified diff, what the audit patch changes in the apiserver manifest.
 
@@ -161,7 +164,7 @@ def diff_manifest(
     from kaudit.engine.ui import colour_diff
 
     ui = state(ctx).ui
-    spec = audit_spec_from_options(audit_log_path, policy_path, maxsize, maxbackup, maxage, audit_flag)
+    spec = audit_spec_from_options(audit_log_path, policy_path, maxsize, maxbackup, maxage, audit_flag, mode)
     if manifest is not None and (host or rootfs):
         raise UsageError("--manifest reads a local file; it excludes --host and --rootfs")
     if not remove and (warning := policy_path_warning(spec.policy_path)):

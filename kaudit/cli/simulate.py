@@ -57,7 +57,7 @@ def simulate(
     if log.count("-") > 1:
         raise UsageError("--log - (stdin) given twice", "read stdin once")
     warnings: list[str] = []
-    policies = _load_policies(profile or [], policy or [], warnings)
+    policies = load_policies(profile or [], policy or [], warnings)
     for w in warnings:
         ui.warn(w)
 
@@ -74,6 +74,7 @@ def simulate(
     if sim.skipped:
         ui.warn(f"skipped {sim.skipped} line(s) that are not audit events, first: {sim.first_skips[0]}")
     doc = sim.report(list(log))
+    _add_blind_detections(doc, [pol for pol, _source in policies])
     if html:
         from kaudit.cli.manifest import _write_local
         from kaudit.core.simulate_html import render_html
@@ -91,7 +92,20 @@ def simulate(
     return ExitCode.OK
 
 
-def _load_policies(profiles: list[str], files: list[str], warnings: list[str]) -> list:
+def _add_blind_detections(doc: dict, policies: list) -> None:
+    """Each policy's detection rules that can never fire: the answer `kaudit detect --list` gives."""
+    from kaudit.adapters.rule_cache import packaged_rules
+    from kaudit.core.detect.policy_check import never_firing
+
+    rules = packaged_rules()
+    for entry, pol in zip(doc["policies"], policies):
+        entry["detections_never_fire"] = [{"id": r.id, "title": r.title, "level": r.level, "reason": why}
+                                          for r, why in never_firing(rules, pol)]
+
+
+def load_policies(profiles: list[str], files: list[str], warnings: list[str]) -> list:
+    """(policy_eval.Policy, source) for each profile, then each file, named uniquely; a policy
+    kube-apiserver would refuse raises the validator's error (also for kaudit detect --list)."""
     from kaudit.core.policy import policy_text
     from kaudit.core.policy_eval import load_policy
 
@@ -164,6 +178,17 @@ def render_tables(doc: dict, stream: TextIO) -> None:
             rules.add_row(f"{dim}{'-' if r['index'] is None else r['index']}", f"{dim}{r['level']}", f"{dim}{escape(r['description'])}",
                           f"{r['matched']:,}", f"{r['written']:,}", _size(r["bytes"]), f"{r['unjudged']:,}" if r["unjudged"] else "")
         console.print(rules)
+
+    blind = Table(title="Detections that can never fire", header_style="bold", title_justify="left")
+    blind.add_column("policy")
+    blind.add_column("rule", overflow="fold")
+    blind.add_column("why (policy rules counted from 1)", overflow="fold")
+    for p in pols:
+        for r in p.get("detections_never_fire", ()):
+            blind.add_row(escape(p["name"]), escape(r["id"]), escape(r["reason"]))
+        if not p.get("detections_never_fire"):
+            blind.add_row(escape(p["name"]), "(none)", "every rule can fire")
+    console.print(blind)
 
     for key, title in (("top_resources", "resource"), ("top_users", "user")):
         top = Table(title=f"Top {title}s by bytes written", header_style="bold", title_justify="left")

@@ -14,6 +14,7 @@ import typer
 
 from kaudit.cli.audit_options import (
     AuditFlagOpt,
+    ModeOpt,
     AuditLogPathOpt,
     MaxAgeOpt,
     MaxBackupOpt,
@@ -128,10 +129,10 @@ def _wait_settings(wait_timeout: str, poll_interval: str, no_wait: bool, no_roll
     )
 
 
-def _spec(audit_log_path, policy_path, maxsize, maxbackup, maxage, audit_flag):
+def _spec(audit_log_path, policy_path, maxsize, maxbackup, maxage, audit_flag, mode="log"):
     from kaudit.core.audit_settings import audit_spec_from_options
 
-    return audit_spec_from_options(audit_log_path, policy_path, maxsize, maxbackup, maxage, audit_flag)
+    return audit_spec_from_options(audit_log_path, policy_path, maxsize, maxbackup, maxage, audit_flag, mode)
 
 
 def up(
@@ -156,6 +157,7 @@ def up(
     maxbackup: MaxBackupOpt = DEFAULT_MAXBACKUP,
     maxage: MaxAgeOpt = DEFAULT_MAXAGE,
     audit_flag: AuditFlagOpt = None,
+    mode: ModeOpt = "log",
     wait_timeout: WaitTimeoutOpt = "5m",
     poll_interval: PollIntervalOpt = "500ms",
     no_wait: NoWaitOpt = False,
@@ -232,6 +234,9 @@ def up(
     from kaudit.engine.workflow import select_phases
 
     phases = select_phases(only, skip_phases)
+    if mode in ("webhook", "both") and collector not in ("shipper", "none"):
+        raise UsageError(f"--mode {mode} needs --collector shipper: kaudit's shipper is the webhook receiver",
+                         f"kaudit up --mode {mode} --collector shipper")
     fleet = _fleet_settings(loki_url, cluster_name, loki_username, loki_password_file, loki_token_file, loki_ca_file, inventory, host, rootfs)
     if policy_file is not None and not policy_file.is_file():
         raise UsageError(f"--policy-file {policy_file}: " + ("is a directory" if policy_file.is_dir() else "no such file"), "give the path of an audit Policy YAML file")
@@ -243,7 +248,7 @@ def up(
         loki_replicas=loki_replicas, persistence=loki_storage, loki_url=loki_url,
     )
     opts = UpOptions(
-        spec=_spec(audit_log_path, policy_path, maxsize, maxbackup, maxage, audit_flag),
+        spec=_spec(audit_log_path, policy_path, maxsize, maxbackup, maxage, audit_flag, mode),
         policy_profile=policy_profile,
         policy_file=policy_file,
         **_wait_settings(wait_timeout, poll_interval, no_wait, no_rollback, no_persist),

@@ -11,6 +11,7 @@ import typer
 
 from kaudit.cli.audit_options import (
     AuditFlagOpt,
+    ModeOpt,
     AuditLogPathOpt,
     MaxAgeOpt,
     MaxBackupOpt,
@@ -24,7 +25,14 @@ from kaudit.core.audit_settings import (
     DEFAULT_MAXSIZE,
     DEFAULT_POLICY_PATH,
 )
-from kaudit.cli.loki_options import ClusterOpt, LokiCaFileOpt, LokiPasswordFileOpt, LokiTokenFileOpt, LokiUsernameOpt
+from kaudit.cli.loki_options import (
+    ClusterOpt,
+    LokiCaFileOpt,
+    LokiPasswordFileOpt,
+    LokiTenantOpt,
+    LokiTokenFileOpt,
+    LokiUsernameOpt,
+)
 from kaudit.cli.options import AcceptNewHostKeyOpt, HostOpt, KnownHostsOpt, RootfsOpt, SshKeyOpt
 from kaudit.engine.targets import HostOptions
 from kaudit.core.errors import UsageError
@@ -58,9 +66,6 @@ LokiUrlOpt = Annotated[
         help="Loki's base URL. Default: a port-forward to svc/loki in namespace kaudit that kaudit opens and closes.",
         show_default=False,
     ),
-]
-LokiTenantOpt = Annotated[
-    Optional[str], typer.Option("--loki-tenant", help="X-Scope-OrgID for a multi-tenant Loki.", show_default=False)
 ]
 KubeconfigOpt = Annotated[
     Optional[Path],
@@ -146,6 +151,7 @@ def verify(
     audit_log_maxbackup: MaxBackupOpt = DEFAULT_MAXBACKUP,
     audit_log_maxage: MaxAgeOpt = DEFAULT_MAXAGE,
     audit_flag: AuditFlagOpt = None,
+    mode: ModeOpt = "log",
 ) -> int:
     """Prove the audit pipeline end to end: node, manifest, policy, apiserver, log, collector, Loki, a probe, labels.
 
@@ -183,7 +189,7 @@ def verify(
     from kaudit.cli import loki_options
 
     wait = parse_duration(timeout, field="--timeout")
-    spec = audit_spec_from_options(audit_log_path, policy_path, audit_log_maxsize, audit_log_maxbackup, audit_log_maxage, audit_flag)
+    spec = audit_spec_from_options(audit_log_path, policy_path, audit_log_maxsize, audit_log_maxbackup, audit_log_maxage, audit_flag, mode)
     creds = loki_options.credentials(loki_username, loki_password_file, loki_token_file, loki_ca_file)
     cluster = loki_options.cluster(cluster)
     if inventory is not None:

@@ -17,6 +17,8 @@ DEFAULT_LOG_PATH = "/var/log/kubernetes-audit/audit.log"
 DEFAULT_POLICY_PATH = "/etc/kubernetes/audit-policy.yaml"
 MANIFESTS_DIR = "/etc/kubernetes/manifests"
 
+MODES = ("log", "webhook", "both")
+
 _CORE = {
     "audit-log-path": "--audit-log-path",
     "audit-policy-file": "--policy-path",
@@ -82,6 +84,7 @@ def audit_spec_from_options(
     maxbackup: int = DEFAULT_MAXBACKUP,
     maxage: "str | int" = DEFAULT_MAXAGE,
     audit_flag: Optional[List[str]] = None,
+    mode: str = "log",
 ):
     """An AuditSpec (kaudit.core.manifest) from the options above; bad values are UsageErrors.
 
@@ -104,7 +107,10 @@ def audit_spec_from_options(
             f"{log_dir} is not a directory to hand to kube-apiserver",
             f"use a directory of its own, e.g. {DEFAULT_LOG_PATH}",
         )
+    if mode not in MODES:
+        raise UsageError(f"--mode {mode!r}: choose log, webhook or both", "log is kaudit's default (the audit log file)")
     return AuditSpec(
+        mode=mode,
         log_path=audit_log_path,
         policy_path=policy_path,
         maxsize=parse_maxsize(maxsize),

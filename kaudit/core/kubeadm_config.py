@@ -111,6 +111,7 @@ def persist_audit(text: str, spec, *, source: str = "ClusterConfiguration") -> s
     before = _plain(doc)
     api = _api_server(doc)
     flags = spec.flags()
+    _drop(api, *_foreign(spec, doc, (spec.mode,)))  # a --mode switch: the backend kaudit set up before
     if doc["apiVersion"] in LIST_VERSIONS:
         args = api.get("extraArgs")
         if args is None:
@@ -162,20 +163,8 @@ def unpersist_audit(text: str, spec, *, source: str = "ClusterConfiguration") ->
     api = doc.get("apiServer")
     if not isinstance(api, dict):
         return text
-    names = set(spec.flags())
-    changed = False
-    args = api.get("extraArgs")
-    if isinstance(args, list):
-        changed = _drop_named(args, names)
-    elif isinstance(args, dict):
-        for name in [n for n in args if n in names]:
-            del args[name]
-            changed = True
-    vol_names = {m.name for m in spec.mounts()}
-    vols = api.get("extraVolumes")
-    if isinstance(vols, list):
-        changed = _drop_named(vols, vol_names) or changed
-    if not changed:
+    names, vol_names = _foreign(spec, doc, ("log", "webhook"))  # either backend, where kaudit set it up
+    if not _drop(api, names | set(spec.flags()), vol_names | {m.name for m in spec.mounts()}):
         return text
     for key in ("extraArgs", "extraVolumes"):
         if key in api and not api[key]:
@@ -210,6 +199,37 @@ def _plain(doc: Any) -> Any:
     import json
 
     return json.loads(json.dumps(doc, default=str))
+
+
+def _foreign(spec, doc, modes) -> tuple[set, set]:
+    """Flag and volume names of the audit backends kaudit set up that `spec` (in each of
+    these modes) does not use: see AuditSpec.foreign_backends."""
+    import dataclasses
+
+    present = audit_args(_dump(doc)) if doc.get("apiServer") else {}
+    flags: set = set()
+    volumes: set = set()
+    for mode in modes:
+        f, v = dataclasses.replace(spec, mode=mode).foreign_backends(present) if hasattr(spec, "foreign_backends") else ({}, [])
+        flags |= set(f)
+        volumes |= set(v)
+    return flags, volumes
+
+
+def _drop(api, names: set, vol_names: set) -> bool:
+    """Remove these extraArgs and extraVolumes by name; True if any went."""
+    changed = False
+    args = api.get("extraArgs")
+    if isinstance(args, list):
+        changed = _drop_named(args, names)
+    elif isinstance(args, dict):
+        for name in [n for n in args if n in names]:
+            del args[name]
+            changed = True
+    vols = api.get("extraVolumes")
+    if isinstance(vols, list):
+        changed = _drop_named(vols, vol_names) or changed
+    return changed
 
 
 def _drop_named(items: list, names: set) -> bool:

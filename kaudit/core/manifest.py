@@ -22,7 +22,7 @@ from __future__ import annotations
 import difflib
 import posixpath
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace as _replace
 from typing import Callable, Optional
 
 from kaudit.core.errors import KauditError
@@ -48,30 +48,58 @@ class AuditSpec:
     extra_flags: tuple[tuple[str, str], ...] = ()
     policy_volume: str = "audit"
     log_volume: str = "audit-log"
+    #: which audit backends: "log" (the file), "webhook" (kaudit's receiver), or "both"
+    mode: str = "log"
+    webhook_config_path: str = "/etc/kubernetes/audit-webhook.kubeconfig"
+    webhook_volume: str = "audit-webhook"
 
     def flags(self) -> dict[str, str]:
         """Flag name (no leading --) -> value, for every audit flag kaudit sets."""
-        flags = {
-            "audit-log-path": self.log_path,
-            "audit-policy-file": self.policy_path,
-            "audit-log-maxsize": str(self.maxsize),
-            "audit-log-maxbackup": str(self.maxbackup),
-            "audit-log-maxage": str(self.maxage),
-        }
+        flags = {"audit-policy-file": self.policy_path}
+        if self.mode in ("log", "both"):
+            flags.update({
+                "audit-log-path": self.log_path,
+                "audit-log-maxsize": str(self.maxsize),
+                "audit-log-maxbackup": str(self.maxbackup),
+                "audit-log-maxage": str(self.maxage),
+            })
+        if self.mode in ("webhook", "both"):
+            # batch is kube-apiserver's default; written out so the manifest says how events leave
+            flags.update({"audit-webhook-config-file": self.webhook_config_path, "audit-webhook-mode": "batch"})
         for name, value in self.extra_flags:
             flags[name.lstrip("-")] = value
         return flags
+
+    def foreign_backends(self, present: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+        """(flags, volume names) of a backend this mode does not use but kaudit set up before
+        (a --mode switch). A backend counts as kaudit's only when its path flag has kaudit's
+        value: a webhook or log the user configured on their own is left alone."""
+        flags: dict[str, str] = {}
+        volumes: list[str] = []
+        if self.mode == "webhook" and present.get("audit-log-path") == self.log_path:
+            flags.update({k: "" for k in ("audit-log-path", "audit-log-maxsize", "audit-log-maxbackup", "audit-log-maxage")})
+            volumes.append(self.log_volume)
+        if self.mode == "log" and present.get("audit-webhook-config-file") == self.webhook_config_path:
+            flags.update({k: "" for k in ("audit-webhook-config-file", "audit-webhook-mode")})
+            volumes.append(self.webhook_volume)
+        return flags, volumes
+
+    @property
+    def writes_log(self) -> bool:
+        return self.mode in ("log", "both")
 
     @property
     def log_dir(self) -> str:
         return posixpath.dirname(self.log_path.rstrip("/")) or "/"
 
     def mounts(self) -> list["_Mount"]:
-        """The two volumes, in the order kaudit owns them: policy file, log directory."""
-        return [
-            _Mount(self.policy_volume, self.policy_path, read_only=True, host_type="File"),
-            _Mount(self.log_volume, self.log_dir, read_only=False, host_type="DirectoryOrCreate"),
-        ]
+        """The volumes, in the order kaudit owns them: policy file, log directory, webhook kubeconfig."""
+        out = [_Mount(self.policy_volume, self.policy_path, read_only=True, host_type="File")]
+        if self.mode in ("log", "both"):
+            out.append(_Mount(self.log_volume, self.log_dir, read_only=False, host_type="DirectoryOrCreate"))
+        if self.mode in ("webhook", "both"):
+            out.append(_Mount(self.webhook_volume, self.webhook_config_path, read_only=True, host_type="File"))
+        return out
 
 
 @dataclass(frozen=True)
@@ -86,7 +114,14 @@ class _Mount:
 
 
 def patch_manifest(text: str, spec: AuditSpec, *, source: str = "<manifest>") -> str:
-    """The manifest with kaudit's audit flags, mounts and volumes set."""
+    """The manifest with kaudit's audit flags, mounts and volumes set. Flags and volumes
+    kaudit sets only in another --mode (a switch from log to webhook) are taken out."""
+    old = _Manifest(text, source)
+    stale_flags, stale_volumes = spec.foreign_backends(old.flag_values())
+    if stale_flags:
+        old.remove_flags(stale_flags)
+        old.remove_mounts(stale_volumes)
+        text = old.render()
     doc = _Manifest(text, source)
     doc.set_flags(spec.flags())
     doc.set_mounts(spec.mounts())
@@ -103,8 +138,13 @@ def unpatch_manifest(text: str, spec: AuditSpec, *, source: str = "<manifest>") 
     restored; such a flag is removed like the others.
     """
     doc = _Manifest(text, source)
-    doc.remove_flags(spec.flags())
-    doc.remove_mounts([m.name for m in spec.mounts()])
+    flags, volumes = spec.flags(), [m.name for m in spec.mounts()]
+    for mode in ("log", "webhook"):  # the other backend too, where kaudit set it up
+        other_flags, other_volumes = _replace(spec, mode=mode).foreign_backends(doc.flag_values())
+        flags = {**flags, **other_flags}
+        volumes += other_volumes
+    doc.remove_flags(flags)
+    doc.remove_mounts(volumes)
     return doc.render()
 
 

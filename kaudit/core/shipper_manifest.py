@@ -32,20 +32,31 @@ class ShipperDeploy:
     metrics_port: int = 9101
     #: Loki's max_line_size when kaudit sized it (a scalable Loki); None: the shipper's default
     max_line_bytes: Optional[int] = None
+    #: follow the audit log (kaudit up --mode log|both)
+    tail_log: bool = True
+    #: also receive the audit webhook here, on the node's network (--mode webhook|both)
+    webhook_listen: Optional[str] = None
+    webhook_tls_dir: str = "/etc/kubernetes/kaudit-webhook"
 
-    def args(self) -> list[str]:
-        """The shipper's command line (docs/shipper.md); $(NODE_NAME) is expanded by the kubelet."""
+    def webhook_args(self) -> list[str]:
+        """The receiver's command line: TLS files and spool on the node (docs/shipper.md, "Webhook mode")."""
+        tls = self.webhook_tls_dir.rstrip("/")
         a = [
-            "--path", self.log_path,
+            "--listen", str(self.webhook_listen),
+            "--tls-cert-file", f"{tls}/tls.crt",
+            "--tls-key-file", f"{tls}/tls.key",
+            "--client-ca-file", f"{tls}/ca.crt",
+            "--spool-dir", f"{self.positions_dir.rstrip('/')}/spool",
             "--loki-url", self.loki_url,
-            "--positions", f"{self.positions_dir.rstrip('/')}/positions.json",
             "--structured-metadata", "on" if self.structured_metadata else "off",
-            "--metrics-addr", f"0.0.0.0:{self.metrics_port}",
             "--label", f"{F.JOB_LABEL}={self.job}",
             "--node", "$(NODE_NAME)",
         ]
-        if self.cluster:
-            a += ["--cluster", self.cluster]
+        return a + self._common_args()
+
+    def _common_args(self) -> list[str]:
+        """What the tailer and the webhook receiver both pass on to Loki: labels, tenant, limits, auth."""
+        a = ["--cluster", self.cluster] if self.cluster else []
         for k, v in self.labels:
             a += ["--label", f"{k}={v}"]
         if self.tenant:
@@ -60,6 +71,19 @@ class ShipperDeploy:
             if self.auth.ca_file:
                 a += ["--ca-file", self.auth.ca_file]
         return a
+
+    def args(self) -> list[str]:
+        """The shipper's command line (docs/shipper.md); $(NODE_NAME) is expanded by the kubelet."""
+        a = [
+            "--path", self.log_path,
+            "--loki-url", self.loki_url,
+            "--positions", f"{self.positions_dir.rstrip('/')}/positions.json",
+            "--structured-metadata", "on" if self.structured_metadata else "off",
+            "--metrics-addr", f"0.0.0.0:{self.metrics_port}",
+            "--label", f"{F.JOB_LABEL}={self.job}",
+            "--node", "$(NODE_NAME)",
+        ]
+        return a + self._common_args()
 
 
 _CM_KEY = re.compile(r"[-._a-zA-Z0-9]+\Z")
@@ -101,7 +125,10 @@ def render_shipper_manifest(d: ShipperDeploy) -> str:
         code=code,
         code_sha256=digest.hexdigest(),
         image=d.image,
-        args=d.args(),
+        args=d.args() if d.tail_log else None,
+        webhook_args=d.webhook_args() if d.webhook_listen else None,
+        webhook_port=int(str(d.webhook_listen).rpartition(":")[2]) if d.webhook_listen else None,
+        webhook_tls_dir=d.webhook_tls_dir,
         code_dir=d.code_dir,
         log_dir=log_dir(d.log_path),
         positions_dir=d.positions_dir,

@@ -108,6 +108,17 @@ def render_html(doc: dict) -> str:
         out.append("</div>")
     out.append("</div>")
 
+    out.append("<h2>Detection rules each policy can never fire</h2>"
+               "<table><tr><th>policy</th><th>rule</th><th>needs</th><th>why (policy rules counted from 1)</th></tr>")
+    for p in pols:
+        blind = p.get("detections_never_fire", [])
+        for r in blind:
+            out.append(f"<tr><td class=l>{escape(p['name'])}</td><td class=l>{escape(r['id'])}</td>"
+                       f"<td class=l>{escape(r['level'])}</td><td class=l>{escape(r['reason'])}</td></tr>")
+        if not blind:
+            out.append(f"<tr><td class=l>{escape(p['name'])}</td><td class=l>(none)</td><td></td><td class=l>every rule can fire</td></tr>")
+    out.append("</table>")
+
     for d in doc["diffs"]:
         out.append(f"<h2>{escape(d['to'])} compared with {escape(d['from'])}</h2>")
         both = d["kept_by_both"]

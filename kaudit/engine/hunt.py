@@ -9,7 +9,7 @@ series that crossed the threshold, with its labels and the highest count.
 from __future__ import annotations
 
 import json
-from typing import Optional
+from typing import Any, Optional
 
 from kaudit.core.detect.logql import compile_rule, label_name
 from kaudit.core.detect.findings import Finding, Hit, hit_from_event
@@ -25,8 +25,9 @@ def _rfc3339(ts_s: float) -> str:
     return datetime.fromtimestamp(ts_s, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def hunt_rule(client: LokiClient, rule: Rule, *, start_ns: int, end_ns: int, limit: int, job: str) -> list[Finding]:
-    c = compile_rule(rule, job=job)
+def hunt_rule(client: LokiClient, rule: Rule, *, start_ns: int, end_ns: int, limit: int, job: str,
+              cluster: Optional[str] = None) -> list[Finding]:
+    c = compile_rule(rule, job=job, cluster=cluster)
     if rule.aggregate is None:
         data = client.query_range(c.query, start_ns=start_ns, end_ns=end_ns, limit=limit)
         seen: dict[str, Finding] = {}
@@ -66,16 +67,18 @@ def hunt_rule(client: LokiClient, rule: Rule, *, start_ns: int, end_ns: int, lim
 
 
 def hunt(url: str, rules: list[Rule], *, window_s: float, limit: int, job: str, tenant: Optional[str] = None,
-         end_ns: Optional[int] = None) -> list[Finding]:
+         end_ns: Optional[int] = None, cluster: Optional[str] = None, auth: Any = None) -> list[Finding]:
+    """Every rule over Loki; ``cluster`` keeps to one cluster's streams; ``auth`` is
+    kaudit.core.loki_auth.LokiCredentials (basic auth, bearer token, CA), as for kaudit query."""
     import time
 
-    client = LokiClient(url, timeout=60.0, tenant=tenant)
+    client = LokiClient(url, timeout=60.0, tenant=tenant, auth=auth)
     try:
         end = end_ns if end_ns is not None else time.time_ns()
         start = end - int(window_s * NS)
         findings: list[Finding] = []
         for rule in rules:
-            findings.extend(hunt_rule(client, rule, start_ns=start, end_ns=end, limit=limit, job=job))
+            findings.extend(hunt_rule(client, rule, start_ns=start, end_ns=end, limit=limit, job=job, cluster=cluster))
         return findings
     finally:
         client.close()

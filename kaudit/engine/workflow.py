@@ -87,6 +87,7 @@ PHASES: tuple[Phase, ...] = (
     Phase("preflight", "check tools, the node and the manifest", "kaudit.engine.phases.preflight:run"),
     Phase("vm", "create or start the Lima VM (lima hosts only)", "kaudit.engine.phases.vm:run"),
     Phase("policy", "write the audit policy file on the node", "kaudit.engine.phases.policy:run"),
+    Phase("webhook", "certificates and kubeconfig for the audit webhook (--mode webhook|both)", "kaudit.engine.phases.webhook:run"),
     Phase("apiserver", "patch kube-apiserver, wait for kubelet to restart it, roll back on failure", "kaudit.engine.phases.apiserver:run"),
     Phase("persist", "record the audit settings in kubeadm-config so kubeadm upgrade keeps them", "kaudit.engine.phases.persist:run", per_node=False),
     Phase("stack", "install Loki and Grafana with Helm", "kaudit.engine.phases.stack:run", per_node=False),

@@ -12,7 +12,7 @@ import os
 
 #: the modules the shipper needs, relative to this directory (nothing else is imported)
 MODULES = ("__init__.py", "__main__.py", "fields.py", "payload.py", "positions.py", "tail.py", "client.py",
-           "metrics.py", "pipeline.py", "main.py")
+           "metrics.py", "proto.py", "pipeline.py", "spool.py", "webhook.py", "main.py")
 
 _PACKAGE_INIT = '"""kaudit (shipper bundle: only kaudit.shipper is included)."""\n'
 

@@ -134,10 +134,10 @@ class LokiClient:
             reason = getattr(e, "reason", e)
             return Reply(0, f"{type(reason).__name__}: {reason}")
 
-    def push(self, body: bytes) -> Reply:
-        """POST one JSON push body (gzip-compressed when gzip_level > 0)."""
+    def push(self, body: bytes, content_type: str = "application/json") -> Reply:
+        """POST one push body, JSON or snappy protobuf (gzip-compressed when gzip_level > 0)."""
         headers = self.headers()
-        headers["Content-Type"] = "application/json"
+        headers["Content-Type"] = content_type
         if self.gzip_level:
             body = gzip.compress(body, compresslevel=self.gzip_level, mtime=0)
             headers["Content-Encoding"] = "gzip"

@@ -18,6 +18,7 @@ from kaudit.shipper import fields as F
 EXAMPLE = """\
 example:
   kaudit ship --path /var/log/kubernetes/audit/audit.log --loki-url http://loki:3100
+  kaudit ship --listen 127.0.0.1:9443 --tls-cert-file tls.crt --tls-key-file tls.key --loki-url http://loki:3100
   python -m kaudit.shipper --path audit.log --loki-url http://127.0.0.1:3100 --once --start-at beginning
 """
 
@@ -64,12 +65,25 @@ def build_parser(prog: str = "kaudit ship") -> argparse.ArgumentParser:
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--path", action="append", required=True, metavar="FILE",
+    p.add_argument("--path", action="append", metavar="FILE",
                    help="the active audit log file (repeatable); rotated backups next to it are found by inode")
+    p.add_argument("--listen", metavar="HOST:PORT",
+                   help="instead of --path: receive kube-apiserver's audit webhook (EventList POSTs) over TLS here")
     p.add_argument("--loki-url", required=True, metavar="URL",
                    help="Loki's base URL (http://loki:3100) or the full push URL")
-    p.add_argument("--positions", default="/var/lib/kaudit/positions.json", metavar="FILE",
-                   help="where device, inode and acknowledged offset are saved (default: %(default)s)")
+    p.add_argument("--positions", default=None, metavar="FILE",
+                   help="where device, inode and acknowledged offset are saved (default: /var/lib/kaudit/positions.json; "
+                   "with --listen: positions.json in the spool directory)")
+    w = p.add_argument_group("webhook receiver (--listen)")
+    w.add_argument("--spool-dir", default="/var/lib/kaudit/spool", metavar="DIR",
+                   help="accepted batches are fsync'd here before the 200 (default: %(default)s)")
+    w.add_argument("--tls-cert-file", metavar="FILE", help="server certificate (PEM, chain first); required with --listen")
+    w.add_argument("--tls-key-file", metavar="FILE", help="its private key (PEM); required with --listen")
+    w.add_argument("--client-ca-file", metavar="FILE", help="require client certificates signed by this CA")
+    w.add_argument("--max-body-bytes", type=size, default=64 << 20, metavar="SIZE",
+                   help="larger batches are refused with 413 (default: 64MiB; kube-apiserver's truncating backend sends at most 10MiB)")
+    w.add_argument("--spool-max-bytes", type=size, default=1 << 30, metavar="SIZE",
+                   help="while the spool holds this much, batches get 503 (default: 1GiB)")
     p.add_argument("--label", action="append", type=label, default=[], metavar="K=V", help="static label (repeatable)")
     p.add_argument("--cluster", default=None, metavar="NAME", help="value of the cluster label (one per cluster sharing a Loki)")
     p.add_argument("--node", default=None, help="value of the node label (default: $NODE_NAME, else the host name)")
@@ -92,6 +106,9 @@ def build_parser(prog: str = "kaudit ship") -> argparse.ArgumentParser:
                    help="where to start a file that has no saved position (default: beginning)")
     p.add_argument("--once", action="store_true", help="ship to the end of the file(s) and exit (backfills, tests, benchmarks)")
     p.add_argument("--metrics-addr", metavar="HOST:PORT", help="serve Prometheus text on http://HOST:PORT/metrics")
+    p.add_argument("--push-format", choices=("protobuf", "json"), default="protobuf",
+                   help="protobuf (snappy, as Promtail sends; lines are not re-escaped) or json; "
+                   "a Loki or proxy that refuses protobuf gets JSON from then on (default: protobuf)")
     p.add_argument("--gzip", type=int, default=0, choices=range(0, 10), metavar="LEVEL",
                    help="gzip push bodies at this level (1-9; default 0 = off: costs CPU, saves bandwidth)")
     p.add_argument("--timeout", type=duration, default=10.0, metavar="DUR", help="HTTP timeout per push (default: 10s)")
@@ -118,11 +135,15 @@ def main(argv: list[str] | None = None, prog: str = "kaudit ship") -> int:
         a = parser.parse_args(argv)
     except SystemExit as e:  # argparse: 0 for --help, 2 for usage errors
         return int(e.code or 0)
+    if bool(a.path) == bool(a.listen):
+        _err("give either --path (follow the audit log) or --listen (receive the audit webhook)",
+             "kaudit ship --help shows both")
+        return 2
 
     from kaudit.shipper.client import ConfigError, LokiClient
     from kaudit.shipper.metrics import Metrics
     from kaudit.shipper.payload import Encoder
-    from kaudit.shipper.pipeline import Options, ShipError, Shipper, stats_line
+    from kaudit.shipper.pipeline import Options, Shipper
     from kaudit.shipper.positions import Positions, PositionsError
     from kaudit.shipper.tail import Follower
 
@@ -158,6 +179,8 @@ def main(argv: list[str] | None = None, prog: str = "kaudit ship") -> int:
             basic_auth_password_file=a.basic_auth_password_file, bearer_token_file=a.bearer_token_file,
             ca_file=a.ca_file, insecure_skip_verify=a.insecure_skip_verify, timeout=a.timeout, gzip_level=a.gzip,
         )
+        if a.positions is None:
+            a.positions = os.path.join(a.spool_dir, "positions.json") if a.listen else "/var/lib/kaudit/positions.json"
         positions = Positions(a.positions).load()
     except (ConfigError, PositionsError) as e:
         _err(str(e), "check the option's value")
@@ -179,8 +202,10 @@ def main(argv: list[str] | None = None, prog: str = "kaudit ship") -> int:
     opts = Options(
         batch_wait=a.batch_wait, batch_bytes=a.batch_bytes, structured_metadata=a.structured_metadata, once=a.once,
         poll_interval=a.poll_interval, backoff_min=a.backoff_min, backoff_max=a.backoff_max,
-        max_retries=a.max_retries, shutdown_timeout=a.shutdown_timeout,
+        max_retries=a.max_retries, shutdown_timeout=a.shutdown_timeout, push_format=a.push_format,
     )
+    if a.listen:
+        return _listen(a, encoder, client, positions, metrics, opts, server, log)
     for p in a.path:
         if os.path.isdir(p):
             _err(f"--path {p}: is a directory, not the audit log file",
@@ -193,6 +218,12 @@ def main(argv: list[str] | None = None, prog: str = "kaudit ship") -> int:
             return 1
     followers = [Follower(p, start_at=a.start_at) for p in a.path]
     shipper = Shipper(followers, encoder, client, positions, opts, metrics=metrics, log=log)
+    return _run(shipper, a, encoder, metrics, server, log, ", ".join(a.path))
+
+
+def _run(shipper, a, encoder, metrics, server, log, what: str, on_exit=None) -> int:
+    from kaudit.shipper.pipeline import ShipError, stats_line
+    from kaudit.shipper.positions import PositionsError
     previous = {}
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
@@ -209,9 +240,11 @@ def main(argv: list[str] | None = None, prog: str = "kaudit ship") -> int:
         _err(str(e), "make the positions file's directory writable, or choose another with --positions")
         return 1
     except OSError as e:
-        _err(f"{e.filename or ', '.join(a.path)}: {e.strerror or e}", "check that the audit log is readable (root-owned, mode 0600)")
+        _err(f"{e.filename or what}: {e.strerror or e}", "check that the audit log is readable (root-owned, mode 0600)")
         return 1
     finally:
+        if on_exit is not None:
+            on_exit()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if server is not None:
@@ -219,6 +252,49 @@ def main(argv: list[str] | None = None, prog: str = "kaudit ship") -> int:
             server.server_close()
     log(stats_line(metrics, encoder, time.monotonic() - t0))
     return 0
+
+
+def _listen(a, encoder, client, positions, metrics, opts, server, log) -> int:
+    """--listen: the webhook receiver spools batches; the usual loop ships the spool."""
+    from kaudit.shipper.pipeline import Shipper
+    from kaudit.shipper.spool import Spool
+    from kaudit.shipper.tail import Follower
+    from kaudit.shipper.webhook import Receiver
+
+    if a.once:
+        _err("--once does not go with --listen (a receiver runs until stopped)", "drop --once")
+        return 2
+    if not (a.tls_cert_file and a.tls_key_file):
+        _err("--listen needs --tls-cert-file and --tls-key-file: the receiver only speaks TLS",
+             "kaudit up --mode webhook generates them; by hand: openssl req -x509 -newkey ec ...")
+        return 2
+    _, sep, port = a.listen.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        _err(f"--listen {a.listen}: not HOST:PORT with a port from 0 to 65535", "e.g. 127.0.0.1:9443")
+        return 2
+    try:
+        spool = Spool(a.spool_dir, max_bytes=a.spool_max_bytes).open()
+    except OSError as e:
+        _err(f"--spool-dir {a.spool_dir}: {e.strerror or e}", "choose a writable directory on a persistent disk")
+        return 1
+    try:
+        receiver = Receiver(a.listen, spool, metrics, cert_file=a.tls_cert_file, key_file=a.tls_key_file,
+                            client_ca_file=a.client_ca_file, max_body=a.max_body_bytes, log=log)
+    except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+        spool.close()
+        _err(f"--listen {a.listen}: {getattr(e, 'strerror', None) or e}",
+             "check the certificate and key files (PEM) and that the address is free")
+        return 2
+    shipper = Shipper([Follower(spool.path)], encoder, client, positions, opts, metrics=metrics, log=log)
+    shipper.on_ack = lambda acked: [spool.release(p.dev, p.ino) for p in acked.values()]
+    receiver.start()
+    log(f"receiving the audit webhook on https://{a.listen} (port {receiver.port}); spool {spool.dir}")
+
+    def stop():
+        receiver.stop()
+        spool.close()
+
+    return _run(shipper, a, encoder, metrics, server, log, spool.path, on_exit=stop)
 
 
 if __name__ == "__main__":  # pragma: no cover

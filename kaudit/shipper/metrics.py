@@ -19,6 +19,12 @@ _HELP = {
     "kaudit_shipper_truncations_total": ("counter", "Copy-truncate rotations detected."),
     "kaudit_shipper_acked_offset_bytes": ("gauge", "Offset up to which Loki acknowledged the file."),
     "kaudit_shipper_last_push_timestamp_seconds": ("gauge", "Unix time of the last acknowledged push."),
+    "kaudit_shipper_webhook_requests_total": ("counter", "Webhook requests answered, by HTTP status."),
+    "kaudit_shipper_webhook_rejected_total": ("counter", "Webhook batches refused, by reason."),
+    "kaudit_shipper_webhook_events_total": ("counter", "Events accepted by the webhook receiver (fsync'd to the spool)."),
+    "kaudit_shipper_webhook_tls_failures_total": ("counter", "Connections that failed the TLS handshake (plain HTTP included)."),
+    "kaudit_shipper_webhook_connection_errors_total": ("counter", "Connections broken while a request was handled."),
+    "kaudit_shipper_spool_bytes": ("gauge", "Bytes in the webhook spool (acknowledged segments are deleted)."),
 }
 
 

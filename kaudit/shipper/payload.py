@@ -105,13 +105,18 @@ class TimestampParser:
         return calendar.timegm(dt.utctimetuple()) * 1_000_000_000 + sub
 
 
-def _escape(line: bytes) -> bytes:
-    """The content of a JSON string holding `line` (which is UTF-8 text)."""
+def _valid_text(line: bytes) -> bytes:
+    """`line` as valid UTF-8 (invalid bytes become U+FFFD): both push formats carry text."""
     if not line.isascii():
         try:
             line.decode("utf-8")
         except UnicodeDecodeError:
-            line = line.decode("utf-8", "replace").encode("utf-8")
+            return line.decode("utf-8", "replace").encode("utf-8")
+    return line
+
+
+def _escape(line: bytes) -> bytes:
+    """The content of a JSON string holding `line` (valid UTF-8 text)."""
     if len(line.translate(None, _CTRL_BYTES)) != len(line):  # raw control characters: let json escape them
         return json.dumps(line.decode("utf-8"), ensure_ascii=False).encode("utf-8")[1:-1]
     if b"\\" in line:
@@ -121,12 +126,15 @@ def _escape(line: bytes) -> bytes:
 
 @dataclass(slots=True)
 class Entry:
-    """One encoded Loki entry. `line` is already JSON-string-escaped; `md` is a JSON object or b''."""
+    """One encoded Loki entry. `line` is the line as shipped (UTF-8, not escaped: the push
+    format escapes or length-prefixes it); `md` holds the structured-metadata values in
+    Encoder.md_names order, each the raw JSON string content (still escaped) or None, or
+    is () when no metadata is sent."""
 
     stream: tuple
     ts: int
     line: bytes
-    md: bytes = b""
+    md: tuple = ()
     size: int = 0  # raw line bytes, for batch sizing
 
 
@@ -170,6 +178,7 @@ class Encoder:
         self._need_mid = bool(self._need & (set(_OBJREF_FIELDS) | {"code"}))
         self._need_ann = "decision" in self._need
         self._no_labels = (None,) * len(self.labels)
+        self._default_labels = tuple(self.labels) == ("audit_level", "verb", "stage")
         # labels and metadata the flat path in encode() can take from _HEAD's groups alone
         self._head_labels = None
         if set(self.labels) <= {"audit_level", "stage", "verb"} and tuple(F.STRUCTURED_METADATA) == _FAST_MD_ORDER:
@@ -182,8 +191,9 @@ class Encoder:
                 self._head_labels = lambda m, ns=names: m.group(*ns)
         self._objref = [(n, k.encode()) for n, k in _OBJREF_FIELDS.items() if n in self._need]
         self._need_code = "code" in self._need
-        self._md_prefix = [(n, b'"%b":"' % n.encode()) for n in F.structured_metadata_for(self.labels)]
-        self._md_prefixes = [p for _, p in self._md_prefix]
+        #: the structured-metadata keys, in the order of Entry.md
+        self.md_names = F.structured_metadata_for(self.labels)
+        self._md_json = [b'"%b":"' % n.encode() for n in self.md_names]
 
     # ------------------------------------------------------------------ public
     def encode(self, line: bytes, read_ns: int | None = None) -> Entry:
@@ -197,27 +207,32 @@ class Encoder:
                 t = line.rfind(b',"stageTimestamp":"')
                 tm = _TAIL.fullmatch(line, t) if t > 0 else None
                 if tm is not None:
-                    ts = self._ts.ns(tm.group(1))
+                    ts, ann = tm.groups()
+                    secs = self._ts._cache.get(ts[:19]) if len(ts) == 27 and ts[26] == 90 and ts[19] == 46 else None
+                    if secs is not None and ts[20:26].isdigit():  # 2026-11-28T23:13:43.957656Z, second already seen
+                        ts = secs * 1_000_000_000 + int(ts[20:26]) * 1000
+                    else:
+                        ts = self._ts.ns(ts)
                     if ts is not None:
-                        stream = self._head_labels(m)
-                        md = self._fast_metadata(line, m, t, tm) if self.structured_metadata else b""
-                        if md is not None:
-                            return Entry(stream, ts, _escape(line), md, len(line))
+                        g = m.groups()  # audit_level, audit_id, stage, verb, user: one call, not one per field
+                        md = self._fast_metadata(line, g, m.end(), t, ann) if self.structured_metadata else ()
+                        return Entry((g[0], g[3], g[2]) if self._default_labels else self._head_labels(m), ts,
+                                     line if line.isascii() else _valid_text(line), md, len(line))
         vals = self._fast_fields(line)
         if vals is None:
             vals = self._slow_fields(line)
             if vals is None:
                 self.counters.malformed += 1
                 ts = read_ns if read_ns is not None else time.time_ns()
-                return Entry(self._no_labels, ts, _escape(line), b"", len(line))
+                return Entry(self._no_labels, ts, _valid_text(line), (), len(line))
         ts = vals.pop("ts", None)
         if ts is None:
             ts = read_ns if read_ns is not None else time.time_ns()
         stream = tuple(vals.get(n) for n in self.labels)
-        md = self._metadata(vals) if self.structured_metadata else b""
-        return Entry(stream, ts, _escape(line), md, len(line))
+        md = tuple(vals.get(n) for n in self.md_names) if self.structured_metadata else ()
+        return Entry(stream, ts, _valid_text(line), md, len(line))
 
-    def _fast_metadata(self, line: bytes, m, t: int, tm) -> bytes | None:
+    def _fast_metadata(self, line: bytes, g: tuple, head_end: int, t: int, ann) -> tuple:
         """Structured metadata straight from the raw bytes, in F.STRUCTURED_METADATA's order.
 
         Values stay JSON-escaped as the apiserver wrote them, so they are pasted, not encoded.
@@ -227,8 +242,7 @@ class Encoder:
         strings and arrays of strings, so its first occurrence is the top-level one, and
         objectRef lies between the head and it. Without a top-level responseStatus (the
         RequestReceived stage) the request/response bodies are located first to bound the search."""
-        aid, user, stage = m.group(2, 5, 3)
-        head_end = m.end()
+        aid, user, stage = g[1], g[4], g[2]
         rs = line.find(b',"responseStatus":{', head_end, t)
         if rs < 0 or stage == b"RequestReceived":
             end = t
@@ -255,7 +269,6 @@ class Encoder:
             v = _STATUS_CODE.search(line, rs, t)
             if v is not None:
                 code = v.group(1)
-        ann = tm.group(2)
         if ann is not None:
             if b'"authorization.k8s.io/decision":"allow"' in ann:
                 dec = b"allow"
@@ -265,11 +278,7 @@ class Encoder:
                     v = _STRING_AT.match(ann, d + 32)
                     if v is not None:
                         dec = v.group(1)
-        if aid and user and ns and res and code and dec:
-            return b'{"audit_id":"%b","user":"%b","namespace":"%b","resource":"%b","code":"%b","decision":"%b"}' % (
-                aid, user, ns, res, code, dec)
-        parts = [prefix + v + b'"' for prefix, v in zip(self._md_prefixes, (aid, user, ns, res, code, dec)) if v]
-        return b"{" + b",".join(parts) + b"}" if parts else b""
+        return (aid or None, user or None, ns or None, res or None, code or None, dec or None)
 
     def stream_labels(self, stream: tuple) -> dict[str, str]:
         out = dict(self.static)
@@ -363,9 +372,11 @@ class Encoder:
                     break
         return vals
 
-    def _metadata(self, vals: dict) -> bytes:
-        get = vals.get
-        parts = [prefix + v + b'"' for name, prefix in self._md_prefix if (v := get(name))]
+    def metadata_json(self, md: tuple) -> bytes:
+        """Entry.md as the JSON object of a push entry's third element (b'' when empty)."""
+        if len(md) == 6 and all(md) and self.md_names == _FAST_MD_ORDER:
+            return b'{"audit_id":"%b","user":"%b","namespace":"%b","resource":"%b","code":"%b","decision":"%b"}' % md
+        parts = [prefix + v + b'"' for prefix, v in zip(self._md_json, md) if v]
         return b"{" + b",".join(parts) + b"}" if parts else b""
 
     # ------------------------------------------------------------------ oversize
@@ -418,7 +429,7 @@ class Encoder:
 
 
 def render_push(encoder: Encoder, streams: dict[tuple, list[Entry]], with_metadata: bool) -> bytes:
-    """The JSON push body for entries grouped by stream."""
+    """The JSON push body for entries grouped by stream (see proto.py for the protobuf one)."""
     parts = [b'{"streams":[']
     first = True
     for stream, entries in streams.items():
@@ -427,10 +438,11 @@ def render_push(encoder: Encoder, streams: dict[tuple, list[Entry]], with_metada
         first = False
         parts.append(b'{"stream":' + encoder.stream_json(stream) + b',"values":[')
         if with_metadata:
-            parts.append(b",".join([b'["%d","%b",%b]' % (e.ts, e.line, e.md) if e.md else b'["%d","%b"]' % (e.ts, e.line)
-                                    for e in entries]))
+            mdj = encoder.metadata_json
+            parts.append(b",".join([b'["%d","%b",%b]' % (e.ts, _escape(e.line), mdj(e.md)) if e.md and any(e.md)
+                                    else b'["%d","%b"]' % (e.ts, _escape(e.line)) for e in entries]))
         else:
-            parts.append(b",".join([b'["%d","%b"]' % (e.ts, e.line) for e in entries]))
+            parts.append(b",".join([b'["%d","%b"]' % (e.ts, _escape(e.line)) for e in entries]))
         parts.append(b"]}")
     parts.append(b"]}")
     return b"".join(parts)

@@ -16,6 +16,7 @@ from kaudit.shipper.client import BUILDINFO_PATH, LokiClient, Reply, backoff_del
 from kaudit.shipper.metrics import Metrics
 from kaudit.shipper.payload import Encoder, Entry, render_push
 from kaudit.shipper.positions import Position, Positions
+from kaudit.shipper.proto import CONTENT_TYPE as PROTO_TYPE, ProtoRenderer
 from kaudit.shipper.tail import Follower
 
 #: Loki's 400 messages (pkg/validation/validate.go, pkg/loghttp/entry.go) -> reason label
@@ -69,6 +70,7 @@ class Options:
     backoff_max: float = 300.0
     max_retries: int = 0  # 0 = retry for ever
     shutdown_timeout: float = 10.0
+    push_format: str = "protobuf"  # protobuf | json
 
 
 @dataclass
@@ -114,6 +116,8 @@ class Shipper:
         self.abort = threading.Event()  # a second stop request: give up flushing at once
         self.batch = Batch()
         self.send_metadata = options.structured_metadata == "on"
+        self._proto = None  # ProtoRenderer, made once the encoder is configured
+        self.on_ack = None  # called with {path: Position} after each acknowledged batch (webhook spool clean-up)
         self._stop_deadline: float | None = None
         self._gave_up = False  # stopping and the batch was not acknowledged in time: do not push it again
 
@@ -245,9 +249,21 @@ class Shipper:
         attempt = 0
         with_md = self.send_metadata
         while True:
-            body = render_push(self.encoder, b.streams, with_md)
-            r = self.client.push(body)
+            proto = self.opt.push_format == "protobuf"
+            if proto:
+                if self._proto is None or self._proto.encoder is not self.encoder:
+                    self._proto = ProtoRenderer(self.encoder)
+                body = self._proto.render(b.streams, with_md)
+                r = self.client.push(body, PROTO_TYPE)
+            else:
+                body = render_push(self.encoder, b.streams, with_md)
+                r = self.client.push(body)
             self.metrics.inc("kaudit_shipper_pushes_total", status=str(r.status))
+            if proto and (r.status == 415 or (r.status == 400 and drop_reasons(r.text, b.count).keys() == {"bad_request"})):
+                # a server (or proxy) that cannot read protobuf pushes: JSON from now on, same batch again
+                self.opt.push_format = "json"
+                self.log(f"{self.client.push_url} does not take protobuf pushes (HTTP {r.status}: {_first_line(r.text)}); sending JSON from now on")
+                continue
             if r.ok:
                 self.metrics.inc("kaudit_shipper_entries_sent_total", b.count)
                 self.metrics.inc("kaudit_shipper_bytes_sent_total", len(body))
@@ -306,6 +322,8 @@ class Shipper:
             self.positions.set(path, pos)
             self.metrics.set("kaudit_shipper_acked_offset_bytes", pos.offset, path=path)
         self.positions.save()
+        if self.on_ack is not None and b.positions:
+            self.on_ack(b.positions)
         self.batch = Batch()
         c = self.encoder.counters
         for name, val, lbl in (

@@ -2,7 +2,8 @@
 
 Loki cannot run on this machine, so this double stands in for it (FACTS.md §5, §7):
 
-* ``POST /loki/api/v1/push`` takes JSON (``Content-Type: application/json``), plain,
+* ``POST /loki/api/v1/push`` takes JSON (``Content-Type: application/json``) or snappy protobuf
+  (``application/x-protobuf``, logproto.PushRequest), plain,
   gzip or deflate encoded; answers 204 on success. Validation failures answer 400 with
   Loki's own messages (line too long, timestamp too old / too new, a third entry element
   on a 2.x version, structured metadata when disallowed); the valid entries of the same
@@ -325,6 +326,7 @@ class LokiDouble:
         self._lock = threading.Lock()
         self._streams: dict[tuple, dict[tuple[int, str], Entry]] = {}
         self._received = 0
+        self.proto_pushes = 0  # protobuf pushes accepted (JSON is the rest)
         self._faults: list[tuple[int, str | None]] = []
         self._requests: list[Request] = []
         self._server: ThreadingHTTPServer | None = None
@@ -423,13 +425,20 @@ class LokiDouble:
         except (OSError, zlib.error, EOFError) as e:
             raise PushError(400, f"loghttp/push: failed to decompress body: {e}")
         ctype = content_type.split(";")[0].strip().lower()
-        if ctype != "application/json":
-            # Loki would try snappy-compressed protobuf here; the double speaks JSON only.
-            raise PushError(400, "loghttp/push: failed to parse push request: this double accepts only Content-Type: application/json")
-        try:
-            req = json.loads(body)
-        except ValueError as e:
-            raise PushError(400, f"loghttp/push: failed to parse push request: {e}")
+        if ctype == "application/x-protobuf":
+            # Loki's default for any other type: snappy block format around a logproto.PushRequest
+            try:
+                req = _proto_push_request(snappy_decode(body), self.major)
+            except (ValueError, IndexError) as e:
+                raise PushError(400, f"loghttp/push: failed to parse push request: {e}")
+            self.proto_pushes += 1
+        elif ctype != "application/json":
+            raise PushError(415, f"unsupported Content-Type {content_type!r}")
+        else:
+            try:
+                req = json.loads(body)
+            except ValueError as e:
+                raise PushError(400, f"loghttp/push: failed to parse push request: {e}")
         streams = req.get("streams") if isinstance(req, dict) else None
         if not isinstance(streams, list):
             raise PushError(400, "loghttp/push: failed to parse push request: missing streams")
@@ -729,6 +738,142 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         d.stop()
     return 0
+
+# ----------------------------------------------------------------------------- protobuf pushes
+
+
+def snappy_decode(data: bytes) -> bytes:
+    """snappy block format (github.com/golang/snappy Decode): literals and back-references."""
+    n, pos = _read_varint(data, 0)
+    out = bytearray()
+    while pos < len(data):
+        tag = data[pos]
+        kind = tag & 3
+        if kind == 0:  # literal
+            x = tag >> 2
+            pos += 1
+            if x >= 60:
+                k = x - 59
+                x = int.from_bytes(data[pos:pos + k], "little")
+                pos += k
+            length = x + 1
+            if pos + length > len(data):
+                raise ValueError("snappy: corrupt input (literal past the end)")
+            out += data[pos:pos + length]
+            pos += length
+            continue
+        if kind == 1:
+            length = 4 + ((tag >> 2) & 7)
+            offset = ((tag & 0xE0) << 3) | data[pos + 1]
+            pos += 2
+        elif kind == 2:
+            length = 1 + (tag >> 2)
+            offset = int.from_bytes(data[pos + 1:pos + 3], "little")
+            pos += 3
+        else:
+            length = 1 + (tag >> 2)
+            offset = int.from_bytes(data[pos + 1:pos + 5], "little")
+            pos += 5
+        if offset <= 0 or offset > len(out):
+            raise ValueError("snappy: corrupt input (bad offset)")
+        start = len(out) - offset
+        if offset >= length:
+            out += out[start:start + length]
+        else:  # overlapping: the last `offset` bytes repeat
+            pattern = bytes(out[start:])
+            out += (pattern * (length // offset + 1))[:length]
+    if len(out) != n:
+        raise ValueError(f"snappy: decoded {len(out)} bytes, header says {n}")
+    return bytes(out)
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    shift = value = 0
+    while True:
+        if pos >= len(data):
+            raise ValueError("protobuf: truncated varint")
+        b = data[pos]
+        pos += 1
+        value |= (b & 127) << shift
+        if b < 128:
+            return value, pos
+        shift += 7
+
+
+def _fields(data: bytes):
+    """(field number, wire type, value) of one protobuf message; value is int or bytes."""
+    pos = 0
+    while pos < len(data):
+        key, pos = _read_varint(data, pos)
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            v, pos = _read_varint(data, pos)
+        elif wt == 2:
+            ln, pos = _read_varint(data, pos)
+            if pos + ln > len(data):
+                raise ValueError("protobuf: length past the end of the message")
+            v, pos = data[pos:pos + ln], pos + ln
+        elif wt == 1:
+            v, pos = data[pos:pos + 8], pos + 8
+        elif wt == 5:
+            v, pos = data[pos:pos + 4], pos + 4
+        else:
+            raise ValueError(f"protobuf: unsupported wire type {wt}")
+        yield num, wt, v
+
+
+_LABEL_PAIR = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*("(?:[^"\\]|\\.)*")\s*(,|$)')
+
+
+def _parse_label_string(text: str) -> dict[str, str]:
+    """Loki's stream selector text {a="x", b="y"} -> dict."""
+    t = text.strip()
+    if not (t.startswith("{") and t.endswith("}")):
+        raise ValueError(f"labels {text!r}: not a {{...}} selector")
+    inner, out, pos = t[1:-1], {}, 0
+    while pos < len(inner):
+        m = _LABEL_PAIR.match(inner, pos)
+        if not m:
+            raise ValueError(f"labels {text!r}: parse error at {pos}")
+        out[m.group(1)] = json.loads(m.group(2))
+        pos = m.end()
+    return out
+
+
+def _proto_push_request(data: bytes, major: int) -> dict:
+    """logproto.PushRequest -> the JSON push shape the rest of the double reads.
+    Loki 2.x's EntryAdapter has no field 3: structured metadata is skipped, as its decoder does."""
+    streams = []
+    for num, wt, sv in _fields(data):
+        if num != 1 or wt != 2:
+            continue
+        labels, values = None, []
+        for n2, w2, v2 in _fields(sv):
+            if n2 == 1 and w2 == 2:
+                labels = _parse_label_string(v2.decode("utf-8"))
+            elif n2 == 2 and w2 == 2:
+                secs = nanos = 0
+                line, md = b"", {}
+                for n3, w3, v3 in _fields(v2):
+                    if n3 == 1 and w3 == 2:
+                        for n4, w4, v4 in _fields(v3):
+                            if n4 == 1 and w4 == 0:
+                                secs = v4
+                            elif n4 == 2 and w4 == 0:
+                                nanos = v4
+                    elif n3 == 2 and w3 == 2:
+                        line = v3
+                    elif n3 == 3 and w3 == 2 and major >= 3:
+                        pair = {n5: v5.decode("utf-8") for n5, w5, v5 in _fields(v3) if w5 == 2}
+                        md[pair.get(1, "")] = pair.get(2, "")
+                v = [str(secs * NS + nanos), line.decode("utf-8")]
+                if md:
+                    v.append(md)
+                values.append(v)
+        if labels is None:
+            raise ValueError("stream without labels")
+        streams.append({"stream": labels, "values": values})
+    return {"streams": streams}
 
 
 if __name__ == "__main__":

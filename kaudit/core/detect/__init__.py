@@ -2,6 +2,7 @@
 
 model.py (the rule schema and its validation), match.py (the in-process backend),
 logql.py (the Loki backend: LogQL and ruler rule groups), report.py (text, JSON,
-SARIF), policy_check.py (can the audit policy ever log what a rule needs?),
-logs.py (reading audit log files, rotated and gzipped). rules/ is the packaged pack.
+SARIF), policy_check.py (can the audit policy ever log what a rule needs?, asked of
+kaudit.core.policy_eval). Audit log files are read by kaudit.adapters.audit_files, as for
+`kaudit policy simulate`. rules/ is the packaged pack.
 """

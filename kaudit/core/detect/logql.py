@@ -295,8 +295,13 @@ class _Builder:
         return selector, " ".join(parts)
 
 
-def compile_rule(rule: Rule, *, job: str = F.DEFAULT_JOB) -> Compiled:
+def compile_rule(rule: Rule, *, job: str = F.DEFAULT_JOB, cluster: Optional[str] = None) -> Compiled:
+    """The rule as LogQL; with ``cluster``, only that cluster's streams (the label every
+    collector sets, kaudit up --cluster-name), as kaudit query --cluster selects them."""
     b = _Builder(rule, job)
+    if cluster is not None:
+        F.check_cluster_name(cluster)
+        b.selector.insert(1, f"{F.CLUSTER_LABEL}={logql_string(cluster)}")
     selector, query = b.build()
     notes = list(dict.fromkeys(b.notes))
     if rule.aggregate:
@@ -341,14 +346,16 @@ def alerting_rule(c: Compiled) -> dict:
     }
 
 
-def rule_groups(rules: Iterable[Rule], *, job: str = F.DEFAULT_JOB, group: str = "kaudit-detect") -> dict:
-    """The Prometheus rule-group document the Loki ruler reads from local storage."""
+def rule_groups(rules: Iterable[Rule], *, job: str = F.DEFAULT_JOB, group: str = "kaudit-detect",
+                cluster: Optional[str] = None) -> dict:
+    """The Prometheus rule-group document the Loki ruler reads from local storage (with
+    ``cluster``: the rules of one cluster, for a Loki that several clusters ship to)."""
     return {
         "groups": [
             {
                 "name": group,
                 "interval": EVAL_INTERVAL,
-                "rules": [alerting_rule(compile_rule(r, job=job)) for r in rules],
+                "rules": [alerting_rule(compile_rule(r, job=job, cluster=cluster)) for r in rules],
             }
         ]
     }

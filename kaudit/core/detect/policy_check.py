@@ -1,167 +1,92 @@
-"""Can an audit policy ever log what a rule needs? (pure)
+"""Can an audit policy ever log what a detection rule needs? (pure)
 
-``never_fires(rule, policy)`` walks the requests a rule can match (its verbs, resources,
-subresources, namespaces and users, read from the top of its ``when``) through the
-policy's rules, first match wins as in kube-apiserver, and says why the rule can never
-fire when every such request is logged below the level the rule needs (or not at all,
-or only at stages the rule does not read).
-
-The policy evaluation is kept in one function, ``policy_decision``, so it can be swapped
-for a shared audit-policy evaluator without touching the rest.
+A rule's requirement is read from the top of its ``when`` (verbs, resources, subresources,
+namespaces, names, users, API group) as a kaudit.core.policy_eval ``Selector``; a field the
+rule leaves open, or matches by prefix, stays open, so "never fires" is only said when no
+request the rule could match is ever written at the level and stage it needs. The policy
+semantics are policy_eval's (kube-apiserver's own), the same that `kaudit policy simulate`
+uses; ``never_firing`` is the one answer both `kaudit detect --list` and the simulate report
+give.
 """
 
 from __future__ import annotations
 
-import fnmatch
-from dataclasses import dataclass
-from itertools import product
-from typing import Any, Optional
+import itertools
+from typing import Optional
 
-from kaudit.core.detect.model import LEVELS, Rule
+from kaudit.core.policy_eval import LEVEL_RANK, Policy, Selector, max_level_for, possible_rules
+from kaudit.core.detect.model import Rule
 
-_ORDER = {"None": 0, **{lvl: i + 1 for i, lvl in enumerate(LEVELS)}}
 RESPONSE_STAGES = ("ResponseStarted", "ResponseComplete")
 
-#: API group of the resources the rule pack names (core is "")
+#: API groups that serve the built-in resources the rule pack names (core is ""). A rule that
+#: names a resource and no objectRef.apiGroup matches it in every group that serves it: Events
+#: are served by core v1 and by events.k8s.io/v1.
 RESOURCE_GROUPS = {
-    "clusterroles": "rbac.authorization.k8s.io", "clusterrolebindings": "rbac.authorization.k8s.io",
-    "roles": "rbac.authorization.k8s.io", "rolebindings": "rbac.authorization.k8s.io",
-    "daemonsets": "apps", "deployments": "apps", "replicasets": "apps", "statefulsets": "apps",
-    "cronjobs": "batch", "jobs": "batch",
-    "mutatingwebhookconfigurations": "admissionregistration.k8s.io",
-    "validatingwebhookconfigurations": "admissionregistration.k8s.io",
-    "certificatesigningrequests": "certificates.k8s.io",
-    "leases": "coordination.k8s.io", "endpointslices": "discovery.k8s.io",
+    "clusterroles": ("rbac.authorization.k8s.io",), "clusterrolebindings": ("rbac.authorization.k8s.io",),
+    "roles": ("rbac.authorization.k8s.io",), "rolebindings": ("rbac.authorization.k8s.io",),
+    "daemonsets": ("apps",), "deployments": ("apps",), "replicasets": ("apps",), "statefulsets": ("apps",),
+    "cronjobs": ("batch",), "jobs": ("batch",),
+    "mutatingwebhookconfigurations": ("admissionregistration.k8s.io",),
+    "validatingwebhookconfigurations": ("admissionregistration.k8s.io",),
+    "certificatesigningrequests": ("certificates.k8s.io",),
+    "leases": ("coordination.k8s.io",), "endpointslices": ("discovery.k8s.io",),
+    "events": ("", "events.k8s.io"),
+    **{r: ("",) for r in ("pods", "secrets", "configmaps", "serviceaccounts", "namespaces", "nodes", "services",
+                          "endpoints", "persistentvolumes", "persistentvolumeclaims")},
 }
-CLUSTER_SCOPED = {
-    "clusterroles", "clusterrolebindings", "namespaces", "nodes", "mutatingwebhookconfigurations",
-    "validatingwebhookconfigurations", "certificatesigningrequests", "persistentvolumes",
-}
-#: what a rule without a verb or resource constraint is tried with
-ANY_VERBS = ("get", "list", "watch", "create", "update", "patch", "delete")
-ANY_RESOURCES = ("pods", "secrets", "configmaps", "clusterroles")
 
 
-@dataclass(frozen=True)
-class Request:
-    verb: str
-    resource: Optional[str]  # None: a non-resource request
-    subresource: str = ""
-    group: str = ""
-    namespace: str = ""
-    user: str = "kaudit:any-user"
-    groups: tuple[str, ...] = ("system:authenticated",)
-    path: str = "/api"
-
-
-@dataclass(frozen=True)
-class Decision:
-    level: str
-    omit_stages: frozenset
-    rule_index: Optional[int]  # the policy rule that matched (None: no rule matched)
-
-
-def _in(values: Optional[list], value: str) -> bool:
-    return not values or value in values or "*" in values
-
-
-def _resource_matches(entry: dict, req: Request) -> bool:
-    if (entry.get("group") or "") != req.group and entry.get("group") != "*":
-        return False
-    names = entry.get("resources") or []
-    if names:
-        full = f"{req.resource}/{req.subresource}" if req.subresource else req.resource
-        ok = False
-        for n in names:
-            if n in (full, "*") or (n == f"*/{req.subresource}" and req.subresource) or (n == f"{req.resource}/*" and req.subresource):
-                ok = True
-                break
-        if not ok:
-            return False
-    # a rule limited to some object names cannot be relied on for the others
-    return not entry.get("resourceNames")
-
-
-def policy_decision(policy: dict, req: Request) -> Decision:
-    """The level and omitted stages kube-apiserver gives a request under policy (first match)."""
-    base_omit = set(policy.get("omitStages") or [])
-    for i, rule in enumerate(policy.get("rules") or []):
-        if rule.get("users") and req.user not in rule["users"]:
-            continue
-        if rule.get("userGroups") and not set(req.groups) & set(rule["userGroups"]):
-            continue
-        if not _in(rule.get("verbs"), req.verb):
-            continue
-        if rule.get("nonResourceURLs"):
-            if req.resource is not None:
-                continue
-            if not any(fnmatch.fnmatchcase(req.path, u) if u.endswith("*") else req.path == u for u in rule["nonResourceURLs"]):
-                continue
-        if rule.get("resources") or rule.get("namespaces"):
-            if req.resource is None:
-                continue
-        if rule.get("namespaces") and req.namespace not in rule["namespaces"]:
-            continue
-        if rule.get("resources") and not any(_resource_matches(e, req) for e in rule["resources"]):
-            continue
-        return Decision(rule.get("level", "None"), frozenset(base_omit | set(rule.get("omitStages") or [])), i)
-    return Decision("None", frozenset(base_omit), None)
-
-
-def _values(rule: Rule, path: str) -> Optional[list]:
+def _values(rule: Rule, path: str) -> Optional[tuple]:
+    """The values a top-level equality/one-of condition allows, or None (open)."""
     for c in rule.when.conditions:
         if c.path.text == path and c.op in ("eq", "in"):
-            return [c.value] if c.op == "eq" else list(c.value)
+            return tuple(str(v) for v in ((c.value,) if c.op == "eq" else c.value))
     return None
 
 
-def requests_for(rule: Rule) -> list[Request]:
-    """Representative requests the rule can match, from the top of its `when`."""
-    verbs = _values(rule, "verb") or list(ANY_VERBS)
-    resources = _values(rule, "objectRef.resource") or list(ANY_RESOURCES)
-    subs = _values(rule, "objectRef.subresource") or [""]
-    namespaces = _values(rule, "objectRef.namespace")
-    users = _values(rule, "user.username")
-    groups_given = _values(rule, "objectRef.apiGroup")
-    out = []
-    for verb, res, sub, user in product(verbs, resources, subs, users or [None]):
-        for ns in namespaces or ["" if res in CLUSTER_SCOPED else "default"]:
-            groups = ("system:unauthenticated",) if user == "system:anonymous" else ("system:authenticated",)
-            out.append(Request(
-                verb=str(verb), resource=str(res), subresource=str(sub),
-                group=str(groups_given[0]) if groups_given else RESOURCE_GROUPS.get(str(res), ""),
-                namespace=str(ns), user=str(user) if user else "kaudit:any-user", groups=groups,
-            ))
-    return out
+def selector_for(rule: Rule) -> Selector:
+    """The requests the rule can match, as far as its `when` says."""
+    resources = _values(rule, "objectRef.resource")
+    groups = _values(rule, "objectRef.apiGroup")
+    if groups is None and resources is not None and all(r in RESOURCE_GROUPS for r in resources):
+        groups = tuple(dict.fromkeys(g for r in resources for g in RESOURCE_GROUPS[r]))
+    sub = _values(rule, "objectRef.subresource")
+    ref = any(c.path.text.startswith("objectRef.") and not c.negative for c in rule.when.conditions)
+    return Selector(
+        user=_values(rule, "user.username"), verb=_values(rule, "verb"), group=groups, resource=resources,
+        subresource=sub if sub is not None else ("" if resources is not None else None),
+        namespace=_values(rule, "objectRef.namespace"), name=_values(rule, "objectRef.name"),
+        resource_request=True if ref else None,
+    )
 
 
-def never_fires(rule: Rule, policy: dict) -> Optional[str]:
-    """Why the policy can never log what the rule needs, or None when it can."""
+def never_fires(rule: Rule, policy: Policy) -> Optional[str]:
+    """Why the policy can never write what the rule needs, or None when it can."""
     stages = rule.stages or RESPONSE_STAGES
-    reasons = []
-    for req in requests_for(rule):
-        d = policy_decision(policy, req)
-        if _ORDER[d.level] >= _ORDER[rule.level] and any(s not in d.omit_stages for s in stages):
-            return None
-        where = f"policy rule {d.rule_index + 1}" if d.rule_index is not None else "no policy rule"
-        what = f"{req.verb} {req.resource}{'/' + req.subresource if req.subresource else ''}"
-        if _ORDER[d.level] < _ORDER[rule.level]:
-            reasons.append(f"{where} logs {what} at level {d.level}, the rule needs {rule.level}")
-        else:
-            reasons.append(f"{where} omits stages {', '.join(sorted(d.omit_stages))}, the rule reads {', '.join(stages)}")
-    return reasons[0] if reasons else None
+    sel = selector_for(rule)
+    need = LEVEL_RANK[rule.level]
+    if any(LEVEL_RANK[max_level_for(policy, sel, st)] >= need for st in stages):
+        return None
+    return _reason(rule, sel, policy, stages)
 
 
-def load_policy(text: str, source: str) -> dict:
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
+def never_firing(rules, policy: Policy) -> list[tuple[Rule, str]]:
+    """The rules the policy can never fire, each with the reason, in rule order."""
+    return [(r, why) for r in rules if (why := never_fires(r, policy)) is not None]
 
-    from kaudit.core.errors import UsageError
 
-    try:
-        doc: Any = YAML(typ="safe", pure=True).load(text)
-    except YAMLError as e:
-        raise UsageError(f"--policy {source}: not valid YAML: {e}", "kaudit policy validate FILE shows what is wrong") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
-        raise UsageError(f"--policy {source}: not an audit Policy (no rules: list)", "kaudit policy validate FILE checks it")
-    return doc
+def _reason(rule: Rule, sel: Selector, policy: Policy, stages: tuple) -> str:
+    """The first concrete request (one verb, resource, group) and the policy rule deciding it."""
+    one = lambda v: (None,) if v is None else ((v,) if isinstance(v, str) else v)  # noqa: E731
+    verb, res, group = next(itertools.product(one(sel.verb), one(sel.resource), one(sel.group)))
+    probe = Selector(**{**sel.__dict__, "verb": verb, "resource": res, "group": group})
+    decided = [p for p, _sure in possible_rules(policy, probe, stages[-1])]
+    top = max(decided, key=lambda p: -1 if p is None else LEVEL_RANK[p.level])
+    where = "no policy rule" if top is None else f"policy rule {top.index + 1}"
+    level = "None" if top is None else top.level
+    sub = next(iter(one(sel.subresource)))
+    what = f"{verb or 'any verb'} {res or 'any resource'}{'/' + sub if sub else ''}"
+    if LEVEL_RANK[level] < LEVEL_RANK[rule.level]:
+        return f"{where} logs {what} at level {level}, the rule needs {rule.level}"
+    return f"{where} omits stages {', '.join(sorted(top.omit_stages))}, the rule reads {', '.join(stages)}"

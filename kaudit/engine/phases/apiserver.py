@@ -47,7 +47,16 @@ def run(ctx: UpContext) -> Outcome:
             f"{ctx.node.name}: the audit policy {policy} is not on the node; kube-apiserver would not start without it",
             "write it first: kaudit up --only policy,apiserver (or give --policy-path of the file you installed)",
         )
-    return apply_manifest(ctx, original, patched, expect_log=True, what="audit flags")
+    spec = ctx.options.spec
+    if getattr(spec, "mode", "log") != "log":
+        planned = ctx.dry_run and "webhook" in (getattr(ctx.options, "phases", None) or ())
+        if not planned and not ctx.node.exists(spec.webhook_config_path):
+            raise KauditError(
+                f"{ctx.node.name}: the audit webhook kubeconfig {spec.webhook_config_path} is not on the node; "
+                "kube-apiserver would not start without it",
+                "write it first: kaudit up --mode webhook --only webhook,apiserver",
+            )
+    return apply_manifest(ctx, original, patched, expect_log=getattr(spec, "writes_log", True), what="audit flags")
 
 
 def run_down(ctx: UpContext) -> Outcome:

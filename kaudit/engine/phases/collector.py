@@ -141,9 +141,21 @@ def shipper_manifest(ctx: UpContext, s: render.CollectorSettings, namespace: str
         max_line_bytes=ctx.facts.get("loki_max_line_bytes"),
         cluster=s.cluster,
         auth=s.auth,
+        **_webhook_settings(ctx),
     )
     assert posixpath.isabs(deploy.log_path)
     return render_shipper_manifest(deploy)
+
+
+def _webhook_settings(ctx: UpContext) -> dict:
+    """--mode webhook|both: the DaemonSet also runs the receiver (webhook phase: its TLS files)."""
+    mode = getattr(getattr(ctx.options, "spec", None), "mode", "log")
+    if mode == "log":
+        return {}
+    from kaudit.core.webhook_tls import TLS_DIR
+    from kaudit.engine.phases.webhook import listen_address
+
+    return {"tail_log": mode == "both", "webhook_listen": listen_address(), "webhook_tls_dir": TLS_DIR}
 
 
 def namespace_object(namespace: str) -> dict:

@@ -145,7 +145,7 @@ def run(ctx: UpContext) -> Outcome:
         gone = _delete(ctx, namespace) or []
         return Outcome.changed("--no-detect: removed " + ", ".join(gone)) if gone else Outcome.skipped("--no-detect: no rules in the Loki ruler")
     if getattr(ctx.options, "loki_url", None):
-        return Outcome.skipped("--loki-url: kaudit did not install this Loki; load `kaudit detect --list --logql` rules into its ruler yourself")
+        return Outcome.skipped("--loki-url: kaudit did not install this Loki; load `kaudit detect --list --logql --cluster NAME` rules into its ruler yourself")
     from kaudit.core.detect.model import rule_pack
 
     rules = rule_pack()

@@ -38,12 +38,13 @@ CHECKS: tuple[tuple[str, str], ...] = (
     ("policy", "the audit policy is on the node, valid, and the one chosen"),
     ("apiserver", "kube-apiserver runs with the audit flags and /readyz is ok"),
     ("audit-log", "the audit log exists, grows, and ends with an audit Event"),
+    ("webhook", "--mode webhook|both: the webhook flag is set and kaudit's receiver answers over TLS"),
     ("collector", "the collector runs and is ready on every control-plane node"),
     ("loki", "Loki answers /ready"),
     ("probe", "a probe request's audit event becomes queryable in Loki"),
     ("labels", "audit streams carry the expected labels and are bounded in number"),
 )
-NODE_CHECKS = ("reachable", "manifest", "policy", "apiserver", "audit-log")
+NODE_CHECKS = ("reachable", "manifest", "policy", "apiserver", "audit-log", "webhook")
 
 #: the log must have been written within this many seconds
 LOG_FRESH_S = 60.0
@@ -333,8 +334,10 @@ def check_apiserver(ctx: VerifyContext, node: Node) -> Verdict:
             source=proc.source,
         )
     policy = flags["audit-policy-file"]
-    log_dir = posixpath.dirname(flags["audit-log-path"]) or "/"
-    for what, p in (("--audit-policy-file", policy), ("the directory of --audit-log-path", log_dir)):
+    paths = [("--audit-policy-file", policy)]
+    if "audit-log-path" in want:  # not in --mode webhook
+        paths.append(("the directory of --audit-log-path", posixpath.dirname(flags["audit-log-path"]) or "/"))
+    for what, p in paths:
         if not host.exists(p):
             shown = N.mapped(host, p)
             return failed(
@@ -360,6 +363,8 @@ def check_apiserver(ctx: VerifyContext, node: Node) -> Verdict:
 
 
 def check_audit_log(ctx: VerifyContext, node: Node) -> Verdict:
+    if not getattr(ctx.settings.spec, "writes_log", True):
+        return skipped("--mode webhook: kube-apiserver writes no audit log; the webhook check follows")
     host = node.open()
     path = (
         ctx.settings.audit_log

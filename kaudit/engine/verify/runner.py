@@ -13,6 +13,7 @@ from typing import Callable, Optional
 from kaudit.core.errors import KauditError
 from kaudit.engine.verify import checks as C
 from kaudit.engine.verify.checks import CheckResult, Node, Verdict, VerifyContext
+from kaudit.engine.verify.webhook import check_webhook
 
 NODE_FUNCS = {
     "reachable": C.check_reachable,
@@ -20,6 +21,7 @@ NODE_FUNCS = {
     "policy": C.check_policy,
     "apiserver": C.check_apiserver,
     "audit-log": C.check_audit_log,
+    "webhook": check_webhook,
 }
 CLUSTER_FUNCS = {
     "collector": C.check_collector,
@@ -56,6 +58,8 @@ def run_checks(
     try:
         for node in ctx.nodes:
             for name, fn in NODE_FUNCS.items():
+                if name == "webhook" and getattr(ctx.settings.spec, "mode", "log") == "log":
+                    continue  # only reported for kaudit verify --mode webhook|both
                 if name != "reachable" and node.error is not None:
                     emit(CheckResult(name, C.SKIP, 0.0, f"skipped: {node.label} is not reachable", None, node.label))
                     continue
