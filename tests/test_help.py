@@ -48,3 +48,11 @@ def test_value_names_are_kubectl_s(cli, monkeypatch):
     assert row["--kubeconfig"] == "PATH"
     assert row["--namespace"] == "NAME"
     assert row["--dry-run"] is None, "a flag shows no value"
+
+
+def test_ship_help_is_the_shipper_s_own_and_ends_with_examples(cli):
+    out = cli(["ship", "--help"]).out
+    lines = out.splitlines()
+    start = lines.index("examples:")
+    examples = [x.strip() for x in lines[start + 1:] if x.strip()]
+    assert 2 <= len(examples) <= 3 and all(e.startswith(("kaudit ship ", "python -m kaudit.shipper ")) for e in examples)

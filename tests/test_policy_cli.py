@@ -106,7 +106,7 @@ def test_help_has_an_example(cli):
     for argv in (["policy", "--help"], ["policy", "validate", "--help"]):
         r = cli(argv)
         assert r.code == 0
-        assert "Example: kaudit policy" in r.out
+        assert "Examples:" in r.out and "  kaudit policy " in r.out
 
 
 def test_validate_reads_stdin(cli, monkeypatch):

@@ -20,8 +20,8 @@ def test_help_lists_every_phase_and_the_options(cli):
                 "--no-wait", "--no-rollback", "--no-persist", "--stack", "--collector", "--lima-template", "--cpus",
                 "--audit-log-path", "--host", "--rootfs"):
         assert opt in r.out, opt
-    assert "Example: kaudit up" in r.out
-    assert "Example: kaudit down" in cli(["down", "--help"]).out
+    assert "Examples:" in r.out and "  kaudit up" in r.out
+    assert "  kaudit down --host" in cli(["down", "--help"]).out
 
 
 @pytest.mark.parametrize("argv,needle", [

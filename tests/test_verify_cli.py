@@ -59,7 +59,7 @@ def validate(instance, schema, path="$"):
 
 
 def test_the_validator_rejects_what_the_schema_forbids():
-    good = {"schema": "kaudit.engine.verify/v1", "ok": True, "exit_code": 0, "started_at": "x", "elapsed_s": 1.0,
+    good = {"schema": "kaudit.verify/v1", "ok": True, "exit_code": 0, "started_at": "x", "elapsed_s": 1.0,
             "summary": {"pass": 1, "fail": 0, "warn": 0, "skip": 0},
             "checks": [{"name": "loki", "node": None, "status": "pass", "elapsed_s": 0.1, "detail": "d", "hint": None, "data": {}}]}
     assert validate(good, SCHEMA) == []

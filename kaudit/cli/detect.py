@@ -147,7 +147,7 @@ def detect(
     \b
     Examples:
       kaudit detect --log /var/log/kubernetes-audit/
-      kaudit detect --loki-url http://localhost:3100 --since 24h --cluster prod-eu -o sarif
+      kaudit detect --loki-url http://loki:3100 --since 24h --cluster lab -o sarif
       kaudit detect --list --profile gce-modern
     """
     from kaudit.cli import state

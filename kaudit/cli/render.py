@@ -38,7 +38,7 @@ def render_promtail(
     \b
     Examples:
       kaudit render-promtail
-      kaudit render-promtail --format helm-values --loki-url http://loki.kaudit.svc:3100
+      kaudit render-promtail --format helm-values --loki-url http://loki:3100
       kaudit render-promtail --format alloy --cluster prod-eu
     """
     from kaudit.core import render

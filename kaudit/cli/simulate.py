@@ -40,7 +40,7 @@ def simulate(
     \b
     Examples:
       kaudit policy simulate --log /var/log/kubernetes/audit/
-      kaudit policy simulate --log audit.log --profile gce --policy my-policy.yaml
+      kaudit policy simulate --log audit.log --profile gce --policy mine.yaml
       kaudit policy simulate --log audit.log.gz -o json --html report.html
     """
     from kaudit.cli import state

@@ -224,7 +224,7 @@ def up(
     \b
     Examples:
       kaudit up
-      kaudit up --host ssh://root@cp1.example --stack loki --collector shipper
+      kaudit up --host ssh://root@cp1 --stack loki --collector shipper
       kaudit up -f clusters.yaml --parallel 4 --dry-run
     """
     from kaudit.cli import state

@@ -161,7 +161,7 @@ def verify(
     \b
     Examples:
       kaudit verify
-      kaudit verify --host ssh://root@10.0.0.5 --loki-url http://10.0.0.5:3100 --output json
+      kaudit verify --host ssh://root@cp1 --loki-url http://cp1:3100 -o json
       kaudit verify -f clusters.yaml
     """
     import json

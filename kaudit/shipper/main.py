@@ -16,7 +16,7 @@ import time
 from kaudit.shipper import fields as F
 
 EXAMPLE = """\
-example:
+examples:
   kaudit ship --path /var/log/kubernetes/audit/audit.log --loki-url http://loki:3100
   kaudit ship --listen 127.0.0.1:9443 --tls-cert-file tls.crt --tls-key-file tls.key --loki-url http://loki:3100
   python -m kaudit.shipper --path audit.log --loki-url http://127.0.0.1:3100 --once --start-at beginning

@@ -7,7 +7,7 @@ equal); `kaudit verify --print-schema` prints it. The format is versioned by
 
 from __future__ import annotations
 
-SCHEMA_ID = "kaudit.engine.verify/v1"
+SCHEMA_ID = "kaudit.verify/v1"
 
 _CHECK_NAMES = ["reachable", "manifest", "policy", "apiserver", "audit-log", "webhook", "collector", "loki", "probe", "labels"]
 
