@@ -39,7 +39,7 @@ def test_help_lists_the_options_and_an_example(cli):
                 "--batch-wait", "--batch-bytes", "--max-line-bytes", "--structured-metadata", "--start-at",
                 "--once", "--metrics-addr"):
         assert opt in r.out
-    assert "example:" in r.out and "kaudit ship --path" in r.out
+    assert "examples:" in r.out and "kaudit ship --path" in r.out
 
 
 @pytest.mark.parametrize("argv, message", [
