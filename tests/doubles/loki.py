@@ -41,6 +41,7 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -142,29 +143,16 @@ def _unquote(tok: str) -> str:
     return json.loads(tok)
 
 
-def _match(op: str, have: str | None, want: str) -> bool:
-    have = "" if have is None else have
-    if op in ("=", "=="):
-        return have == want
-    if op == "!=":
-        return have != want
-    if op == "=~":
-        return re.fullmatch(want, have) is not None
-    if op == "!~":
-        return re.fullmatch(want, have) is None
-    try:  # numeric comparisons
-        a, b = float(have), float(want)
-    except ValueError:
-        return False
-    return {">": a > b, "<": a < b, ">=": a >= b, "<=": a <= b}[op]
-
-
 @dataclass
 class Query:
-    """A parsed LogQL log query: selector, then pipeline stages in order."""
+    """A parsed LogQL log query: selector, then pipeline stages in order.
+
+    This parser answers malformed queries with Loki's own error texts; evaluation is
+    tests/doubles/logql.py's, the one LogQL evaluator of the tests."""
 
     matchers: list[tuple[str, str, str]]
     stages: list[tuple] = field(default_factory=list)  # ("line", op, s) | ("json",) | ("label", name, op, v)
+    compiled: Any = field(default=None, repr=False, compare=False)
 
     @classmethod
     def parse(cls, text: str) -> "Query":
@@ -184,7 +172,7 @@ class Query:
                 pos = m.end()
                 if m.group(4) == "}":
                     break
-        if not any(op in ("=", "=~") and not _match(op, "", v) for _, op, v in matchers):
+        if not any(op in ("=", "=~") and not _logql()._cmp(op, "", v) for _, op, v in matchers):
             raise LogQLError("parse error : queries require at least one regexp or equality matcher that does not have an empty-compatible value. For instance, app=~\".*\" does not meet this requirement, but app=~\".+\" will")
         q = cls(matchers)
         while pos < len(s):
@@ -204,60 +192,15 @@ class Query:
                     break
             else:
                 raise LogQLError(f"parse error at line 1, col {pos + 1}: syntax error: unexpected {s[pos:pos + 10]!r}")
+        q.compiled = _logql().LogQuery.of(text)
         return q
 
     def selects(self, labels: dict[str, str]) -> bool:
-        return all(_match(op, labels.get(name), v) for name, op, v in self.matchers)
+        return self.compiled.selects(labels)
 
     def run(self, labels: dict[str, str], line: str) -> dict[str, str] | None:
         """The result labels for a line that passes every stage, or None."""
-        out = dict(labels)
-        for st in self.stages:
-            if st[0] == "line":
-                _, op, v = st
-                ok = {"|=": v in line, "!=": v not in line}.get(op)
-                if ok is None:
-                    found = re.search(v, line) is not None
-                    ok = found if op == "|~" else not found
-                if not ok:
-                    return None
-            elif st[0] == "json":
-                try:
-                    obj = json.loads(line)
-                except ValueError:
-                    out["__error__"] = "JSONParserErr"
-                    continue
-                if isinstance(obj, dict):
-                    for k, v in flatten_json(obj).items():
-                        out[k + "_extracted" if k in labels else k] = v
-            else:
-                _, name, op, v = st
-                if not _match(op, out.get(name), v):
-                    return None
-        return out
-
-
-_SANITIZE = re.compile(r"[^A-Za-z0-9_]")
-
-
-def flatten_json(obj: dict, prefix: str = "") -> dict[str, str]:
-    """Loki's `| json` without parameters: nested keys joined with `_`, names sanitised, arrays skipped."""
-    out: dict[str, str] = {}
-    for k, v in obj.items():
-        key = _SANITIZE.sub("_", f"{prefix}_{k}" if prefix else k)
-        if isinstance(v, dict):
-            out.update(flatten_json(v, key))
-        elif isinstance(v, list):
-            continue
-        elif v is None:
-            out[key] = ""
-        elif isinstance(v, bool):
-            out[key] = "true" if v else "false"
-        elif isinstance(v, (int, float)):
-            out[key] = json.dumps(v)
-        else:
-            out[key] = str(v)
-    return out
+        return self.compiled.run(labels, line)
 
 
 def _parse_time(value: str | None, default: int) -> int:
