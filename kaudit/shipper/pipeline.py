@@ -265,10 +265,12 @@ class Shipper:
                 self.log(f"{self.client.push_url} does not take protobuf pushes (HTTP {r.status}: {_first_line(r.text)}); sending JSON from now on")
                 continue
             if r.ok:
+                # ack first: it publishes the malformed/truncated counters, so a scrape that
+                # sees these entries as sent also sees what was counted while encoding them
+                self._ack(b)
                 self.metrics.inc("kaudit_shipper_entries_sent_total", b.count)
                 self.metrics.inc("kaudit_shipper_bytes_sent_total", len(body))
                 self.metrics.set("kaudit_shipper_last_push_timestamp_seconds", time.time())
-                self._ack(b)
                 return True
             if r.status == 400:
                 reasons = drop_reasons(r.text, b.count)
