@@ -15,8 +15,8 @@ from typing import Optional, Sequence
 import typer
 
 from kaudit import __version__
-from kaudit.core.errors import CommandError, ExitCode, KauditError
-from kaudit.engine.ui import UI
+from kaudit.core.errors import ExitCode, KauditError
+from kaudit.engine.ui import UI, report_error, report_internal_error
 
 app = typer.Typer(
     name="kaudit",
@@ -79,16 +79,6 @@ def click_command():
     return kubectl_style(typer.main.get_command(app))
 
 
-def _report(err: KauditError) -> None:
-    ui = UI()
-    ui.error(err.message)
-    if isinstance(err, CommandError):
-        for line in err.details():
-            print(f"  | {line}", file=sys.stderr)
-    if err.hint:
-        print(f"hint: {err.hint}", file=sys.stderr)
-
-
 def run(argv: Optional[Sequence[str]] = None) -> int:
     """Run the CLI and return its exit code. This is the only error boundary."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -101,7 +91,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
             import traceback
 
             traceback.print_exc()
-        _report(e)
+        report_error(e)
         return int(e.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -120,8 +110,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
             return int(e.exit_code)
         if debug:
             raise
-        print(f"error: internal error: {name}: {e}", file=sys.stderr)
-        print("hint: rerun with --debug for a traceback, and report it", file=sys.stderr)
+        report_internal_error(e)
         return ExitCode.ERROR
     except SystemExit as e:
         return int(e.code or 0) if not isinstance(e.code, str) else ExitCode.ERROR

@@ -18,33 +18,11 @@ from kaudit.cli.loki_options import (
 )
 from kaudit.core.errors import UsageError
 
-#: like a linter: something fired
-EXIT_FINDINGS = 3
-
 
 class DetectOutput(str, Enum):
     text = "text"
     json = "json"
     sarif = "sarif"
-
-
-def _split(values: Optional[List[str]]) -> tuple[str, ...]:
-    out: list[str] = []
-    for v in values or []:
-        out.extend(p.strip() for p in v.split(",") if p.strip())
-    return tuple(out)
-
-
-def _rule_files(paths: Optional[List[Path]]) -> tuple[tuple[str, str], ...]:
-    out = []
-    for p in paths or []:
-        if not p.is_file():
-            raise UsageError(f"--rules {p}: {'is a directory' if p.is_dir() else 'no such file'}", "give a YAML file with a rules: list")
-        try:
-            out.append((str(p), p.read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError) as e:
-            raise UsageError(f"--rules {p}: cannot read: {e}") from None
-    return tuple(out)
 
 
 def _policy(profile: Optional[str], policy_file: Optional[Path], ui):
@@ -150,15 +128,12 @@ def detect(
       kaudit detect --loki-url http://loki:3100 --since 24h --cluster lab -o sarif
       kaudit detect --list --profile gce-modern
     """
-    from kaudit.cli import state
-    from kaudit.adapters.rule_cache import packaged_rules
-    from kaudit.core.detect.model import rule_pack
-
-    from kaudit.cli import loki_options
+    from kaudit.cli import loki_options, state
+    from kaudit.engine.offline_detect import load_rules, print_report
 
     ui = state(ctx).ui
     cluster = loki_options.cluster(cluster)
-    rules = rule_pack(_rule_files(rules_files), _split(disable), packaged=packaged_rules())
+    rules = load_rules([str(p) for p in rules_files or []], disable or [])
     if list_rules:
         name, pol = _policy(profile, policy_file, ui)
         return _list(rules, name, pol, output, logql, cluster)
@@ -176,10 +151,9 @@ def detect(
         if given:
             raise UsageError(f"{given[0]} goes with --loki-url: a log file has no Loki labels or credentials",
                              "leave it out, or run the rules over Loki: kaudit detect --loki-url URL " + given[0] + " ...")
-        from kaudit.adapters.audit_files import read_lines
-        from kaudit.core.detect.match import detect as run
+        from kaudit.engine.offline_detect import detect_logs
 
-        findings, events = run(rules, read_lines(list(log)))
+        findings, events = detect_logs(rules, log)
         sources = ", ".join(log)
     else:
         from kaudit.engine.hunt import hunt
@@ -195,19 +169,7 @@ def detect(
         events = -1
         sources = f"{loki_url}{f' cluster {cluster}' if cluster else ''} (last {since})"
 
-    from kaudit.core.detect import report
-
-    if output is DetectOutput.json:
-        sys.stdout.write(report.render_json(findings, events=events, rules=len(rules), sources=sources))
-    elif output is DetectOutput.sarif:
-        sys.stdout.write(report.render_sarif(findings, events=events, rules=rules, sources=sources))
-    else:
-        text = report.render_text(findings, events=events, rules=len(rules), sources=sources)
-        body, _, summary = text.rstrip("\n").rpartition("\n")
-        if body:
-            sys.stdout.write(body + "\n")
-        ui.info(summary.replace("over -1 event(s) in", "in"))
-    return EXIT_FINDINGS if findings else 0
+    return print_report(findings, events=events, rules=rules, sources=sources, output=output.value, ui=ui)
 
 
 def register(app: typer.Typer) -> None:

@@ -12,6 +12,8 @@ import time
 from contextlib import contextmanager
 from typing import Iterator, TextIO
 
+from kaudit.core.errors import CommandError, KauditError
+
 
 class UI:
     def __init__(self, *, verbose: int = 0, quiet: bool = False, stream: TextIO | None = None):
@@ -105,3 +107,19 @@ def colour_diff(diff: str, stream: TextIO) -> str:
         else:
             out.append(line)
     return "".join(out)
+
+
+def report_error(err: KauditError) -> None:
+    """A KauditError as the user sees it: one error line, the failed command's output, a hint."""
+    UI().error(err.message)
+    if isinstance(err, CommandError):
+        for line in err.details():
+            print(f"  | {line}", file=sys.stderr)
+    if err.hint:
+        print(f"hint: {err.hint}", file=sys.stderr)
+
+
+def report_internal_error(err: Exception) -> None:
+    """A bug: still one line, and how to get the traceback."""
+    print(f"error: internal error: {type(err).__name__}: {err}", file=sys.stderr)
+    print("hint: rerun with --debug for a traceback, and report it", file=sys.stderr)
