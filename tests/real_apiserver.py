@@ -133,6 +133,17 @@ def start(root: Path, extra_args: tuple[str, ...] = ()) -> RealApiserver:
                 return False
 
         _wait("kube-apiserver", ready, 120, procs[1], log)
+
+        def openapi_ready() -> bool:
+            # /readyz is 200 before the aggregated OpenAPI spec is built; kubectl's client-side
+            # validation fetches it and gives up on the 503 the apiserver answers meanwhile
+            req = urllib.request.Request(f"https://127.0.0.1:{port}/openapi/v2", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+            try:
+                return urllib.request.urlopen(req, timeout=10, context=ctx).status == 200
+            except OSError:
+                return False
+
+        _wait("kube-apiserver's OpenAPI", openapi_ready, 60, procs[1], log)
     except BaseException:
         for p in procs:
             p.kill()
