@@ -124,3 +124,64 @@ def test_simulated_levels_and_stages_match_a_real_apiserver(tmp_path):
     # the requests reach every level, so the comparison covers each
     levels = {e["level"] for e in actual}
     assert {"Metadata", "Request", "RequestResponse"} <= levels
+
+
+# -- the gce profile kaudit up installs, over kubectl's traffic ---------------------------------
+
+def _scenario(root: Path, policy_text: str) -> list[dict]:
+    """tests/detect_scenario.py's kubectl traffic; only its clients' events (the apiserver's
+    own requests depend on timing)."""
+    from detect_scenario import NS, play
+
+    ours = {"admin", f"system:serviceaccount:{NS}:builder"}
+    root.mkdir(parents=True)
+    (root / "policy.yaml").write_text(policy_text)
+    log = root / "audit.log"
+    api = real_apiserver.start(root / "apiserver", (f"--audit-policy-file={root / 'policy.yaml'}", f"--audit-log-path={log}"))
+    try:
+        play(api)
+        api.kubectl("get", "secrets", "-n", NS, "--as=carol", check=False)  # impersonated and denied
+    finally:
+        api.stop()
+    return [e for e in map(json.loads, log.read_text().splitlines()) if (e.get("user") or {}).get("username") in ours]
+
+
+@pytest.fixture(scope="module")
+def gce_pair(tmp_path_factory):
+    from kaudit.core.policy import policy_text
+
+    root = tmp_path_factory.mktemp("simulate-gce")
+    return _scenario(root / "everything", EVERYTHING), _scenario(root / "gce", policy_text("gce"))
+
+
+def _key(e: dict, level: str) -> tuple:
+    # not the response code: kubectl's HTTP cache makes some /openapi/v3 GETs 304 in one run, 200 in the other
+    return (e["user"]["username"], e["verb"], e["requestURI"], e["stage"], level)
+
+
+def test_simulating_the_gce_profile_predicts_what_it_writes_for_kubectl_traffic(gce_pair):
+    """pods and their subresources, RBAC, tokens, CSRs, webhooks, events, discovery, denials"""
+    from kaudit.core.policy import policy_text
+
+    everything, gce = gce_pair
+    p = load_policy(policy_text("gce"), "gce")
+    predicted = Counter()
+    for e in everything:
+        d = evaluate(p, request_from_event(e))
+        if d.writes(e["stage"]):
+            predicted[_key(e, d.level)] += 1
+    actual = Counter(_key(e, e["level"]) for e in gce)
+    assert len(gce) > 50 and {k[4] for k in actual} == {"Metadata", "Request", "RequestResponse"}
+    assert predicted == actual, (f"predicted, not written: {sorted((predicted - actual).items())[:8]}\n"
+                                 f"written, not predicted: {sorted((actual - predicted).items())[:8]}")
+
+
+def test_kaudit_policy_simulate_counts_what_the_apiserver_wrote(gce_pair, tmp_path, cli):
+    everything, gce = gce_pair
+    src = tmp_path / "everything.jsonl"
+    src.write_text("".join(json.dumps(e) + "\n" for e in everything))
+    r = cli(["policy", "simulate", "--log", src, "--profile", "gce", "--output", "json"])
+    assert r.code == 0, r.err
+    sim = json.loads(r.out)["policies"][0]
+    assert {s: v["events"] for s, v in sim["stages"].items() if v["events"]} == dict(Counter(e["stage"] for e in gce))
+    assert {lv: v["events"] for lv, v in sim["levels"].items() if v["events"]} == dict(Counter(e["level"] for e in gce))
