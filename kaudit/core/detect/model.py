@@ -378,9 +378,13 @@ class RuleSet:
 
 def packaged_rule_files() -> list[tuple[str, str]]:
     """(name, text) of the rule pack shipped in kaudit/core/detect/rules/."""
-    from importlib import resources
+    from pathlib import Path
 
-    root = resources.files("kaudit.core.detect") / "rules"
+    root = Path(__file__).with_name("rules")
+    if not root.is_dir():  # installed inside a zip: only importlib.resources can read it
+        from importlib import resources
+
+        root = resources.files("kaudit.core.detect") / "rules"  # type: ignore[assignment]
     return [(f"kaudit/core/detect/rules/{p.name}", p.read_text(encoding="utf-8"))
             for p in sorted(root.iterdir(), key=lambda p: p.name) if p.name.endswith(".yaml")]
 
