@@ -205,9 +205,19 @@ def test_a_real_apiserver_accepts_every_rendered_object(apiserver, tmp_path):
     apiserver.kubectl("create", "namespace", NAMESPACE)
     # kube-controller-manager creates every namespace's default ServiceAccount; none runs here
     apiserver.kubectl("create", "serviceaccount", "default", "-n", NAMESPACE)
+    from kaudit.core.detect.model import rule_pack
+    from kaudit.engine.phases import detect
+
     everything = []
     for stack in charts.STACKS:
         everything += stack_objects(stack, tmp_path)
+        # what a default `kaudit up` installs: the Loki release with the ruler turned on
+        texts = stack_values.stack_values(stack, NAMESPACE, None)
+        chart = charts.STACKS[stack][0]
+        values = detect.merge(render.parse_yaml(texts[chart.release], chart.chart),
+                              render.parse_yaml(detect.ruler_values_text(stack, "http://alertmanager:9093"), "ruler"))
+        everything += template(chart, values, tmp_path)
+    everything += detect.objects(NAMESPACE, rule_pack())
     for collector in charts.COLLECTOR_CHARTS:
         everything += collector_objects(collector, tmp_path)
     dashboard = render.parse_yaml(stack_values.render_dashboard_configmap(NAMESPACE), "dashboard")
