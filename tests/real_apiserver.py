@@ -125,25 +125,19 @@ def start(root: Path, extra_args: tuple[str, ...] = ()) -> RealApiserver:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
 
-        def ready() -> bool:
-            req = urllib.request.Request(f"https://127.0.0.1:{port}/readyz", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
-            try:
-                return urllib.request.urlopen(req, timeout=2, context=ctx).status == 200
-            except OSError:
-                return False
+        def answers(path: str, timeout: float):
+            def ok() -> bool:
+                req = urllib.request.Request(f"https://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+                try:
+                    return urllib.request.urlopen(req, timeout=timeout, context=ctx).status == 200
+                except OSError:
+                    return False
+            return ok
 
-        _wait("kube-apiserver", ready, 120, procs[1], log)
-
-        def openapi_ready() -> bool:
-            # /readyz is 200 before the aggregated OpenAPI spec is built; kubectl's client-side
-            # validation fetches it and gives up on the 503 the apiserver answers meanwhile
-            req = urllib.request.Request(f"https://127.0.0.1:{port}/openapi/v2", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
-            try:
-                return urllib.request.urlopen(req, timeout=10, context=ctx).status == 200
-            except OSError:
-                return False
-
-        _wait("kube-apiserver's OpenAPI", openapi_ready, 60, procs[1], log)
+        _wait("kube-apiserver", answers("/readyz", 2), 120, procs[1], log)
+        # /readyz is 200 before the aggregated OpenAPI spec is built; kubectl's client-side
+        # validation fetches it and gives up on the 503 the apiserver answers meanwhile
+        _wait("kube-apiserver's OpenAPI", answers("/openapi/v2", 10), 60, procs[1], log)
     except BaseException:
         for p in procs:
             p.kill()
