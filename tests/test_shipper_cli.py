@@ -347,3 +347,34 @@ def test_root_quiet_flag_silences_the_shipper_narrative(cli, tmp_path):
         d.stop()
     assert loud.code == quiet.code == 0
     assert "shipped 3 entries" in loud.err and quiet.err == ""
+
+
+def test_a_scrape_never_sees_sent_entries_before_their_malformed_count(tmp_path):
+    """The counters an ack publishes are set before entries_sent grows: a /metrics scrape in
+    between must not show 31 lines sent and 0 malformed (CI once caught exactly that)."""
+    from kaudit.shipper.client import LokiClient
+    from kaudit.shipper.metrics import Metrics
+    from kaudit.shipper.payload import Encoder
+    from kaudit.shipper.pipeline import Options, Shipper
+    from kaudit.shipper.positions import Positions
+    from kaudit.shipper.tail import Follower
+
+    class Watching(Metrics):
+        seen: list = []
+
+        def inc(self, name, value=1, **labels):
+            if name == "kaudit_shipper_entries_sent_total":
+                self.seen.append((self.total(name) + value, self.get("kaudit_shipper_malformed_lines_total")))
+            super().inc(name, value, **labels)
+
+    log = tmp_path / "audit.log"
+    append(log, make_events(30) + [b"not json"])
+    d = double()
+    try:
+        metrics = Watching()
+        shipper = Shipper([Follower(str(log), start_at="beginning")], Encoder(), LokiClient(d.url), Positions(str(tmp_path / "p.json")).load(),
+                          Options(once=True, structured_metadata="off", push_format="json"), metrics=metrics, log=lambda m: None)
+        assert shipper.run() == 31  # entries sent
+    finally:
+        d.stop()
+    assert metrics.seen == [(31, 1)]
