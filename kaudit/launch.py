@@ -54,7 +54,9 @@ def _detect_args(argv: list[str]) -> dict | None:
             if value is None:
                 return None
         if key == "output":
-            if value not in ("text", "json", "sarif"):
+            from kaudit.engine.offline_detect import OUTPUTS
+
+            if value not in OUTPUTS:
                 return None  # Typer says which values it takes
             got["output"] = value
         else:

@@ -100,3 +100,10 @@ def test_stdin_through_the_fast_path():
 def test_anything_else_goes_to_typer(argv):
     code, out, err, typer_loaded = console(argv)
     assert typer_loaded
+
+
+def test_both_paths_know_the_same_output_formats():
+    from kaudit.cli.detect import DetectOutput
+    from kaudit.engine.offline_detect import OUTPUTS
+
+    assert tuple(o.value for o in DetectOutput) == OUTPUTS

@@ -20,6 +20,7 @@ from kaudit.engine.ui import UI
 #: like a linter: something fired
 EXIT_FINDINGS = 3
 
+#: the report formats (the Typer command's DetectOutput has the same three)
 OUTPUTS = ("text", "json", "sarif")
 
 
