@@ -36,6 +36,12 @@ ATTACKS = {
     "events-deleted": "events deleted through events.k8s.io",
     "control-plane-mirror-pod-changed": "the kube-apiserver mirror pod labelled and deleted",
     "system-namespace-daemonset-or-cronjob": "a DaemonSet and a CronJob created in kube-system",
+    "binding-to-cluster-admin": "ClusterRoleBinding of cluster-admin to user mallory",
+    "role-wildcard-verbs": "ClusterRole ops-everything: every verb",
+    "role-wildcard-resources": "ClusterRole ops-everything: every resource",
+    "role-grants-secrets-read": "ClusterRole ops-everything: every resource, secrets included",
+    "role-escalate-bind-impersonate": "ClusterRole ci-deployer: escalate, bind, impersonate",
+    "role-grants-pod-exec": "Role debugger: pods/exec and pods/portforward",
 }
 
 #: the same kinds of request, done the benign way: these must not fire the rule named
@@ -45,6 +51,7 @@ BENIGN = {
     "control-plane-mirror-pod-changed": "pod web labelled",
     "admission-webhook-changed": "webhook configurations listed",
     "token-request-by-human": "a token asked by ServiceAccount builder itself",
+    "role-grants-secrets-read": "Role config-reader: get configmaps, delete secrets (no read of secrets)",
 }
 
 _POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": NS, "labels": {"app": "web"}},
@@ -71,6 +78,17 @@ _WEBHOOK = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "Validating
                           "failurePolicy": "Ignore", "clientConfig": {"url": "https://guard.example.com/validate"},
                           "namespaceSelector": {"matchLabels": {"kaudit-scenario": "never"}},
                           "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["configmaps"]}]}]}
+_OPS = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "ops-everything"},
+        "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}
+_DEPLOYER = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "ci-deployer"},
+             "rules": [{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles", "roles"], "verbs": ["escalate", "bind"]},
+                       {"apiGroups": [""], "resources": ["users", "serviceaccounts"], "verbs": ["impersonate"]}]}
+_DEBUGGER = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "debugger", "namespace": NS},
+             "rules": [{"apiGroups": [""], "resources": ["pods/exec", "pods/portforward"], "verbs": ["create", "get"]}]}
+#: reads configmaps, deletes secrets: the LogQL approximation sees "secrets" and "get" in one line
+_CONFIG_READER = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "config-reader", "namespace": NS},
+                  "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]},
+                            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["delete"]}]}
 _EVENT = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "web.started", "namespace": NS},
           "involvedObject": {"kind": "Pod", "namespace": NS, "name": "web"}, "reason": "Started", "message": "Started container web",
           "type": "Normal", "source": {"component": "kubelet", "host": "node-1"}}
@@ -122,6 +140,9 @@ def play(api) -> None:
     k("get", "--raw", "/api/v1/nodes/node-1/proxy/metrics", check=False)
     k("create", "clusterrolebinding", "view-everyone", "--clusterrole=view", "--group=system:authenticated")
     k("create", "clusterrolebinding", "view-carol", "--clusterrole=view", "--user=carol")
+    k("create", "clusterrolebinding", "ops-admin", "--clusterrole=cluster-admin", "--user=mallory")
+    for role in (_OPS, _DEPLOYER, _DEBUGGER, _CONFIG_READER):
+        apply(role)
     k("create", "serviceaccount", "builder", "-n", NS)
     k("create", "token", "builder", "-n", NS, "--duration=10m")
     token = k("create", "token", "builder", "-n", NS, "--duration=10m").stdout.decode().strip()

@@ -51,6 +51,16 @@ def test_the_benign_twins_are_not_found(found):
     assert names("control-plane-mirror-pod-changed") == {"kube-apiserver-node-1"}
     assert {h["verb"] for h in found["admission-webhook-changed"]} == {"create", "delete"}
     assert names("token-request-by-human", "user") == {"admin"}
+    assert names("binding-to-cluster-admin") == {"ops-admin"}
+    assert names("role-grants-secrets-read") == {"ops-everything"}  # not config-reader: it deletes secrets
+    assert names("role-grants-pod-exec") == {"debugger"}
+    assert names("role-escalate-bind-impersonate") == {"ci-deployer"}
+
+
+def test_the_apiserver_s_own_bootstrap_raises_nothing(found):
+    """A fresh apiserver writes cluster-admin, the aggregated roles and their bindings
+    (user system:apiserver), and rewrites them on restarts: no finding, only the scenario's."""
+    assert {h["user"] for hits in found.values() for h in hits} == {"admin"}
 
 
 def test_the_twins_are_in_the_log(scenario_log):
