@@ -165,25 +165,20 @@ def play(api) -> None:
     k("create", "cronjob", "cleanup", "-n", "kube-system", "--image=busybox:1.36", "--schedule=*/5 * * * *", "--", "true")
 
 
-def gce_audit_args(root: Path) -> tuple[Path, tuple[str, ...]]:
-    """The apiserver flags for the policy kaudit up installs; returns (log path, flags)."""
+def record(root: Path, policy: str | None = None, after=None) -> Path:
+    """Start an apiserver under `policy` (default: the gce profile kaudit up installs), play
+    the scenario and then `after(api)` if given, stop; returns the audit log path."""
     from kaudit.core.policy import policy_text
-
-    policy = root / "audit-policy.yaml"
-    policy.write_text(policy_text("gce"))
-    log = root / "audit.log"
-    return log, (f"--audit-policy-file={policy}", f"--audit-log-path={log}", "--audit-log-format=json")
-
-
-def record(root: Path):
-    """Start an apiserver under the gce profile, play the scenario, stop; returns the audit log path."""
     from real_apiserver import start
 
     root.mkdir(parents=True, exist_ok=True)
-    log, args = gce_audit_args(root)
-    api = start(root / "apiserver", extra_args=args)
+    policy_file, log = root / "audit-policy.yaml", root / "audit.log"
+    policy_file.write_text(policy if policy is not None else policy_text("gce"))
+    api = start(root / "apiserver", extra_args=(f"--audit-policy-file={policy_file}", f"--audit-log-path={log}", "--audit-log-format=json"))
     try:
         play(api)
+        if after is not None:
+            after(api)
     finally:
         api.stop()
     return log

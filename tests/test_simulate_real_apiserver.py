@@ -131,18 +131,11 @@ def test_simulated_levels_and_stages_match_a_real_apiserver(tmp_path):
 def _scenario(root: Path, policy_text: str) -> list[dict]:
     """tests/detect_scenario.py's kubectl traffic; only its events (the apiserver's own
     requests depend on timing)."""
-    from detect_scenario import NS, play
+    from detect_scenario import NS, record
 
     ours = {"admin", f"system:serviceaccount:{NS}:builder"}
-    root.mkdir(parents=True)
-    (root / "policy.yaml").write_text(policy_text)
-    log = root / "audit.log"
-    api = real_apiserver.start(root / "apiserver", (f"--audit-policy-file={root / 'policy.yaml'}", f"--audit-log-path={log}"))
-    try:
-        play(api)
-        api.kubectl("get", "secrets", "-n", NS, "--as=carol", check=False)  # impersonated and denied
-    finally:
-        api.stop()
+    # and one impersonated, denied request
+    log = record(root, policy_text, after=lambda api: api.kubectl("get", "secrets", "-n", NS, "--as=carol", check=False))
     # kubectl's requests only: the harness polls /readyz as admin, as many times as start-up takes
     return [e for e in map(json.loads, log.read_text().splitlines())
             if (e.get("user") or {}).get("username") in ours and (e.get("userAgent") or "").startswith("kubectl/")]
